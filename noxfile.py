@@ -1,0 +1,27 @@
+"""Developer sessions: `nox -s tests` (what CI runs), `nox -s tests_gpu`, `nox -s lint`."""
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The full test suite on the CPU backends (numpy and the strict test backend)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def tests_gpu(session: nox.Session) -> None:
+    """The cupy-parametrized tests; needs an NVIDIA GPU (pass `-- --cuda13` for CUDA 13 wheels)."""
+    extra = "cuda13" if "--cuda13" in session.posargs else "cuda12"
+    session.install("-e", f".[test,{extra}]")
+    session.run("pytest", "-m", "gpu", *[a for a in session.posargs if a != "--cuda13"])
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff on the package, tests and examples."""
+    session.install("ruff")
+    session.run("ruff", "check", "xpnet", "tests", "noxfile.py")

@@ -1,0 +1,69 @@
+"""The ``xp`` fixture: every test that takes it runs once per available backend.
+
+numpy always; the strict device-like backend (tests/strict_backend.py) always; cupy when
+``xpnet.gpu_available()``.  Tests build inputs on the host with numpy, move them with
+``xp.asarray`` and bring results back with ``xpnet.to_numpy``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy
+import pytest
+from hypothesis import settings
+
+import xpnet
+from tests.strict_backend import STRICT_DEVICE, strict
+
+settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", max_examples=300, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _cupy():
+    import cupy  # only reached when a GPU is usable
+    return cupy
+
+
+BACKENDS = [
+    pytest.param("numpy", id="numpy"),
+    pytest.param("strict", id="strict"),
+    pytest.param("cupy", id="cupy", marks=[
+        pytest.mark.gpu,
+        pytest.mark.skipif(not xpnet.gpu_available(),
+                           reason=f"no usable GPU: {xpnet.gpu_unavailable_reason()}"),
+    ]),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def xp(request):
+    """The array module under test: numpy, the strict test backend, or cupy."""
+    if request.param == "numpy":
+        return numpy
+    if request.param == "strict":
+        return strict
+    return _cupy()
+
+
+@pytest.fixture
+def device(xp):
+    """The xpnet device matching ``xp`` (for moving layers: layer.apply(to(device)))."""
+    if xp is numpy:
+        return xpnet.get_device("cpu")
+    if xp is strict:
+        return STRICT_DEVICE
+    return xpnet.get_device("cuda", strict=True)
+
+
+@pytest.fixture
+def rng():
+    """A fresh seeded host generator per test."""
+    return numpy.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_tf32():
+    """Correctness tests run without TF32 (reliability.md B.5)."""
+    assert os.environ.get("CUPY_TF32", "0") == "0", "unset CUPY_TF32 for the test suite"

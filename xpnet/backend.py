@@ -1,0 +1,194 @@
+"""Devices and array modules: the only module of xpnet that imports cupy.
+
+Everything else takes its array module from the data (``xp = get_xp(x)``), so the
+same code runs on numpy (CPU) and cupy (NVIDIA GPU).  Transfers between host and
+device are explicit: :func:`to_device` and :func:`to_numpy`.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy
+
+from .errors import DeviceError
+
+Array = Any  # numpy.ndarray | cupy.ndarray (or a test backend's array)
+
+__all__ = [
+    "Array", "Device", "get_device", "get_xp", "to_device", "to_numpy",
+    "gpu_available", "gpu_unavailable_reason", "device_of",
+]
+
+
+@functools.lru_cache(maxsize=1)
+def _import_cupy() -> tuple[ModuleType | None, str]:
+    """Return ``(cupy, "")`` when a GPU can be used, else ``(None, why not)``."""
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a broken CUDA library at import
+        return None, f"cupy is not installed or failed to import ({exc.__class__.__name__}: {exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no driver, driver too old, ...
+        return None, f"the CUDA driver cannot be used ({exc.__class__.__name__}: {exc})"
+    if count < 1:
+        return None, "cupy found no CUDA device"
+    return cupy, ""
+
+
+def gpu_available() -> bool:
+    """True when cupy imports and at least one CUDA device can be used (never raises)."""
+    return _import_cupy()[0] is not None
+
+
+def gpu_unavailable_reason() -> str:
+    """Why :func:`gpu_available` is False ("" when it is True)."""
+    return _import_cupy()[1]
+
+
+def _gpu_count() -> int:
+    cupy = _import_cupy()[0]
+    return 0 if cupy is None else int(cupy.cuda.runtime.getDeviceCount())
+
+
+@dataclass(frozen=True)
+class Device:
+    """A place where arrays live: ``Device("cpu")`` or ``Device("cuda", index)``."""
+
+    type: str
+    index: int = 0
+
+    @property
+    def xp(self) -> ModuleType:
+        """The array module of this device (numpy or cupy)."""
+        if self.type == "cpu":
+            return numpy
+        cupy = _import_cupy()[0]
+        if cupy is None:
+            raise DeviceError(f"{self} cannot be used: {gpu_unavailable_reason()}")
+        return cupy
+
+    def asarray(self, host_array: numpy.ndarray) -> Array:
+        """Copy a host array onto this device (the explicit transfer)."""
+        if self.type == "cpu":
+            return numpy.asarray(host_array)
+        with self.xp.cuda.Device(self.index):
+            return self.xp.asarray(host_array)
+
+    def __str__(self) -> str:
+        return "cpu" if self.type == "cpu" else f"{self.type}:{self.index}"
+
+
+CPU = Device("cpu")
+
+
+def _parse(spec: str) -> tuple[str, int | None]:
+    """Split "cuda:1" into ("cuda", 1); raise ValueError on anything unknown."""
+    name, _, index = spec.strip().lower().partition(":")
+    if name in ("cpu", "auto") and not index:
+        return name, None
+    if name in ("cuda", "gpu") and (not index or index.isdigit()):
+        return "cuda", int(index) if index else 0
+    raise ValueError(f"unknown device {spec!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+
+def get_device(spec: str | Device | None = "cpu", strict: bool = False) -> Device:
+    """Resolve a device name.
+
+    ``"auto"`` takes the first GPU when one can be used, else the CPU, silently.
+    ``"cuda"``/``"cuda:N"`` without a usable GPU falls back to the CPU with one
+    ``RuntimeWarning`` saying why, or raises :class:`DeviceError` when ``strict``.
+    """
+    if isinstance(spec, Device):
+        return spec
+    if spec is None:
+        return CPU
+    if not isinstance(spec, str):
+        raise TypeError(f"device must be a str or Device, got {type(spec).__name__}")
+    name, index = _parse(spec)
+    if name == "cpu":
+        return CPU
+    if name == "auto":
+        return Device("cuda", 0) if gpu_available() else CPU
+    count = _gpu_count()
+    if index is not None and index < count:
+        return Device("cuda", index)
+    why = gpu_unavailable_reason() or f"only {count} CUDA device(s) present"
+    if strict:
+        raise DeviceError(f"device {spec!r} was requested but cannot be used: {why}")
+    warnings.warn(f"device {spec!r} was requested but cannot be used ({why}); using the CPU",
+                  RuntimeWarning, stacklevel=2)
+    return CPU
+
+
+def _is_cupy(array: Any) -> bool:
+    cupy = _import_cupy()[0]
+    return cupy is not None and isinstance(array, cupy.ndarray)
+
+
+def _module_of(array: Any) -> ModuleType | None:
+    if isinstance(array, (numpy.ndarray, numpy.generic)):
+        return numpy
+    if _is_cupy(array):
+        return _import_cupy()[0]
+    # A test backend's arrays name their own module (see tests/strict_backend.py).
+    return getattr(array, "__xpnet_array_module__", None)
+
+
+def get_xp(*arrays: Any) -> ModuleType:
+    """The array module of the given arrays; None entries and Python scalars are skipped.
+
+    Raises ``TypeError`` naming both types when arrays of two backends are mixed.
+    """
+    found: ModuleType | None = None
+    first: Any = None
+    for array in arrays:
+        if array is None or isinstance(array, (bool, int, float)):
+            continue
+        module = _module_of(array)
+        if module is None:
+            raise TypeError(f"expected a numpy or cupy array, got {type(array).__name__}")
+        if found is None:
+            found, first = module, array
+        elif module is not found:
+            raise TypeError(
+                f"arrays from two backends were mixed: {type(first).__module__}."
+                f"{type(first).__name__} and {type(array).__module__}.{type(array).__name__}; "
+                "move them to one device first (xpnet.to_device)")
+    return numpy if found is None else found
+
+
+def device_of(array: Array) -> Device:
+    """The device an array lives on."""
+    if isinstance(array, (numpy.ndarray, numpy.generic)):
+        return CPU
+    if _is_cupy(array):
+        return Device("cuda", int(array.device.id))
+    device = getattr(array, "__xpnet_device__", None)
+    if device is None:
+        raise TypeError(f"expected a numpy or cupy array, got {type(array).__name__}")
+    return device
+
+
+def to_numpy(array: Array) -> numpy.ndarray:
+    """A host (numpy) copy of ``array``; numpy arrays are returned as they are."""
+    if isinstance(array, numpy.ndarray):
+        return array
+    if isinstance(array, numpy.generic):
+        return numpy.asarray(array)
+    if hasattr(array, "get") and _module_of(array) is not None:
+        return array.get()  # cupy's (and the test backend's) explicit device-to-host copy
+    return numpy.asarray(array)
+
+
+def to_device(array: Array, device: str | Device) -> Array:
+    """``array`` on ``device``: unchanged when it is already there, else copied."""
+    target = get_device(device)
+    if device_of(array) == target:
+        return array
+    return target.asarray(to_numpy(array))

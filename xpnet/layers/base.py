@@ -1,0 +1,137 @@
+"""Layer: the base class of every layer.
+
+A layer owns its :class:`~xpnet.parameter.Parameter` list, checks its input, and calls
+the pure ops of :mod:`xpnet.ops`.  ``forward`` keeps the op's cache on the layer and
+``backward`` uses it, accumulating parameter gradients and returning dL/dx.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy
+
+from ..backend import Array, get_xp
+from ..errors import DTypeError, ShapeError
+from ..parameter import Parameter
+
+Shape = tuple[int, ...]
+
+
+def positive_int(value: Any, name: str, who: str, minimum: int = 1) -> int:
+    """``value`` as an int, or ValueError naming the layer and argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{who}: {name} must be {kind}; received {name}={value!r}")
+    return int(value)
+
+
+def draw_into(param: Parameter, init: Callable, rng: numpy.random.Generator) -> None:
+    """Draw ``init(shape, rng, dtype)`` on the host and put it where ``param`` lives."""
+    host = init(param.shape, rng, param.value.dtype)
+    param.apply(lambda old: get_xp(old).asarray(host))
+
+
+def as_rng(seed: numpy.random.Generator | int | None) -> numpy.random.Generator:
+    """A numpy Generator from a seed (or the Generator itself)."""
+    return seed if isinstance(seed, numpy.random.Generator) else numpy.random.default_rng(seed)
+
+
+class Layer:
+    """Base class: no parameters, identity shape, and the forward/backward protocol."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or type(self).__name__
+        self.need_input_grad = True  # the first layer of a model may skip dL/dx
+        self._cache: Any = None
+
+    # --- parameters ---------------------------------------------------------------
+    def parameters(self) -> list[Parameter]:
+        """Trainable parameters, in a fixed order."""
+        return [v for v in self.variables() if v.trainable]
+
+    def buffers(self) -> list[Parameter]:
+        """Non-trainable state saved with the layer (batch-norm running statistics)."""
+        return [v for v in self.variables() if not v.trainable]
+
+    def variables(self) -> list[Parameter]:
+        """Every array the layer owns, trainable first where a subclass lists them so."""
+        return []
+
+    def num_parameters(self) -> int:
+        """Number of trainable values (what a summary prints)."""
+        return sum(p.size for p in self.parameters())
+
+    def reset_parameters(self, rng: numpy.random.Generator | int | None = None) -> None:
+        """Draw fresh initial values on the host (layers without parameters do nothing)."""
+
+    def zero_grad(self) -> None:
+        """Zero every parameter gradient in place."""
+        for p in self.parameters():
+            p.zero_grad()
+
+    def apply(self, fn: Callable[[Array], Array]) -> "Layer":
+        """Replace every array the layer owns by ``fn(array)`` (a move or a cast); returns self."""
+        for v in self.variables():
+            v.apply(fn)
+        self._cache = None
+        return self
+
+    def cast(self, dtype: Any) -> "Layer":
+        """Cast parameters and buffers to a float dtype (float32 or float64); returns self."""
+        dtype = numpy.dtype(dtype)
+        if dtype not in (numpy.float32, numpy.float64):
+            raise DTypeError(f"{self.name}: parameters must be float32 or float64; received {dtype}")
+        return self.apply(lambda a: a.astype(dtype))
+
+    @property
+    def dtype(self) -> numpy.dtype | None:
+        """The dtype of the layer's parameters (None for a layer without any)."""
+        variables = self.variables()
+        return numpy.dtype(variables[0].value.dtype) if variables else None
+
+    # --- computation -------------------------------------------------------------
+    def forward(self, x: Array, train: bool = False) -> Array:
+        """y = layer(x); keeps what backward needs."""
+        raise NotImplementedError
+
+    def backward(self, dy: Array) -> Array | None:
+        """Given dL/dy, accumulate parameter gradients and return dL/dx."""
+        raise NotImplementedError
+
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        return self.forward(x, train=train)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        """Per-sample output shape for a per-sample input shape (no batch axis)."""
+        return tuple(input_shape)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments as plain data (for summaries and model files)."""
+        return {}
+
+    def clear_cache(self) -> None:
+        """Drop what the last forward kept for backward (frees its memory)."""
+        self._cache = None
+
+    # --- helpers for subclasses --------------------------------------------------
+    def _cached(self) -> Any:
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: backward() called before forward()")
+        return self._cache
+
+    def _check_dtype(self, x: Array) -> None:
+        """DTypeError unless x has the dtype of this layer's parameters."""
+        dtype = self.dtype
+        if dtype is not None and x.dtype != dtype:
+            raise DTypeError(f"{self.name} has {dtype} parameters, got {x.dtype} input; "
+                             f"cast one of them (layer.cast or x.astype)")
+
+    def _check_rank(self, input_shape: Shape, rank: int, names: str) -> None:
+        if len(input_shape) != rank:
+            raise ShapeError(f"{self.name} expects {rank + 1}-D input (N, {names}), "
+                             f"got per-sample shape {tuple(input_shape)}")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"

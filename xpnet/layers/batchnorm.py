@@ -1,0 +1,75 @@
+"""BatchNorm2d: per-channel normalisation with learned scale and shift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from ..backend import Array
+from ..errors import ShapeError
+from ..ops.batchnorm import (
+    batch_norm2d_backward, batch_norm2d_forward, check_batchnorm_input, update_running_stats,
+)
+from ..parameter import Parameter
+from .base import Layer, Shape, positive_int
+
+
+class BatchNorm2d(Layer):
+    """Normalise (N, C, H, W) per channel: batch statistics in training, running ones in evaluation.
+
+    Running statistics follow PyTorch: ``r <- (1 - momentum) r + momentum * batch`` with the
+    unbiased batch variance; ``gamma`` starts at 1 and ``beta`` at 0.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 dtype: Any = numpy.float32, name: str | None = None) -> None:
+        super().__init__(name)
+        self.num_features = positive_int(num_features, "num_features", self.name)
+        if not eps > 0:
+            raise ValueError(f"{self.name}: eps must be positive; received eps={eps!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"{self.name}: momentum must be in [0, 1]; received momentum={momentum!r}")
+        self.eps, self.momentum = float(eps), float(momentum)
+        C = self.num_features
+        self.gamma = Parameter(numpy.ones(C, dtype=dtype), "gamma")
+        self.beta = Parameter(numpy.zeros(C, dtype=dtype), "beta")
+        self.running_mean = Parameter(numpy.zeros(C, dtype=dtype), "running_mean", trainable=False)
+        self.running_var = Parameter(numpy.ones(C, dtype=dtype), "running_var", trainable=False)
+
+    def variables(self) -> list[Parameter]:
+        return [self.gamma, self.beta, self.running_mean, self.running_var]
+
+    def reset_parameters(self, rng: numpy.random.Generator | int | None = None) -> None:
+        for param, fill in ((self.gamma, 1), (self.beta, 0), (self.running_mean, 0), (self.running_var, 1)):
+            param.value[...] = fill
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        self._check_rank(input_shape, 3, "C, H, W")
+        if input_shape[0] != self.num_features:
+            raise ShapeError(f"{self.name} expects {self.num_features} channels, got per-sample shape "
+                             f"{tuple(input_shape)}")
+        return tuple(input_shape)
+
+    def forward(self, x: Array, train: bool = False) -> Array:
+        check_batchnorm_input(x, self.num_features, who=self.name)
+        self._check_dtype(x)
+        y, cache = batch_norm2d_forward(x, self.gamma.value, self.beta.value, self.running_mean.value,
+                                        self.running_var.value, train=train, eps=self.eps)
+        if train:
+            count = x.shape[0] * x.shape[2] * x.shape[3]
+            mean, var = update_running_stats(self.running_mean.value, self.running_var.value,
+                                             cache, count, self.momentum)
+            self.running_mean.value[...] = mean
+            self.running_var.value[...] = var
+        self._cache = cache
+        return y
+
+    def backward(self, dy: Array) -> Array:
+        dx, dgamma, dbeta = batch_norm2d_backward(dy, self._cached())
+        self.gamma.grad += dgamma
+        self.beta.grad += dbeta
+        return dx
+
+    def config(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}

@@ -1,0 +1,144 @@
+r"""2-D convolution (cross-correlation, as in every deep-learning library).
+
+Forward, for output channel o of group g (``Cg = C / groups`` input channels each):
+
+    y[n, o, p, q] = b[o] + sum_{c, i, j} w[o, c, i, j] * x_pad[n, g*Cg + c, p*SH + i*DH, q*SW + j*DW]
+
+With im2col this is one matrix product per sample and group:
+``cols (N, G, Cg*KH*KW, OH*OW)``, ``w (G, O/G, Cg*KH*KW)``, ``y = w @ cols``.
+
+Backward, given ``dy = dL/dy`` of shape (N, O, OH, OW):
+
+    dL/db[o]          = sum_{n, p, q} dy[n, o, p, q]
+    dL/dw[o, c, i, j] = sum_{n, p, q} dy[n, o, p, q] * x_pad[n, c, p*SH + i*DH, q*SW + j*DW]
+                      (= dy @ cols^T)
+    dL/dx             = col2im(w^T @ dy)
+
+The input gradient is a *full* correlation of ``dy`` with the kernel rotated by 180
+degrees; a stride S > 1 first spreads ``dy`` out with S - 1 zeros between its
+entries (zero-dilation).  ``col2im`` computes exactly that without building the
+zero-dilated array: each kernel tap adds its slice of ``w^T @ dy`` back to the
+input pixels it came from.
+
+Workspace: the im2col matrix holds ``N * C * KH * KW * OH * OW`` values.  When that
+exceeds ``max_workspace_bytes`` the batch is processed in chunks, which gives the
+same result (each sample's computation is independent) with bounded memory.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..backend import Array, get_xp
+from ..errors import DTypeError, ShapeError
+from ._args import IntPair, Padding, Pads, as_pair, check_float, resolve_pads
+from .im2col import col2im, im2col, output_hw
+
+DEFAULT_WORKSPACE_BYTES = 256 * 2**20
+
+
+class ConvCache(NamedTuple):
+    """What conv2d_backward needs from the forward pass."""
+
+    x: Array
+    weight: Array
+    has_bias: bool
+    stride: tuple[int, int]
+    pads: Pads
+    dilation: tuple[int, int]
+    groups: int
+    cols: Array | None  # (N, G, Cg*KH*KW, OH*OW), kept only when the batch was not chunked
+    chunk: int          # samples per im2col pass
+
+
+def check_conv_input(x: Array, weight_shape: tuple[int, ...], groups: int, who: str = "conv2d") -> None:
+    """ShapeError/DTypeError unless x is a float (N, C, H, W) array with C = weight C_in * groups."""
+    check_float(x, f"{who} input")
+    if x.ndim != 4:
+        raise ShapeError(f"{who} expects 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != weight_shape[1] * groups:
+        raise ShapeError(
+            f"{who} expects {weight_shape[1] * groups} input channels (weight shape "
+            f"{tuple(weight_shape)}, groups={groups}), got input shape {tuple(x.shape)}")
+
+
+def _check_weight(x: Array, weight: Array, bias: Array | None, groups: int) -> None:
+    if weight.ndim != 4:
+        raise ShapeError(f"conv2d weight must be 4-D (C_out, C_in/groups, KH, KW), got shape {tuple(weight.shape)}")
+    if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
+        raise ValueError(f"conv2d groups must be a positive int dividing C_out={weight.shape[0]}; received groups={groups!r}")
+    if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+        raise DTypeError(f"conv2d input, weight and bias must share one dtype; got input {x.dtype}, "
+                         f"weight {weight.dtype}, bias {None if bias is None else bias.dtype}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ShapeError(f"conv2d bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+
+
+def _chunk_size(x: Array, weight: Array, out_hw: tuple[int, int], budget: int) -> int:
+    """Samples per im2col pass so that the cols workspace stays within ``budget`` bytes."""
+    per_sample = x.shape[1] * weight.shape[2] * weight.shape[3] * out_hw[0] * out_hw[1] * x.itemsize
+    return max(1, min(x.shape[0], budget // max(per_sample, 1)))
+
+
+def _grouped_cols(x: Array, geometry: tuple, kernel: tuple[int, int]) -> Array:
+    """im2col of x, as (N, G, Cg*KH*KW, OH*OW); geometry is (stride, pads, dilation, groups)."""
+    stride, pads, dilation, groups = geometry
+    cols = im2col(x, kernel, stride, pads, dilation)  # (N, C, KH, KW, OH, OW)
+    N = x.shape[0]
+    return cols.reshape(N, groups, -1, cols.shape[4] * cols.shape[5])  # (N, G, Cg*KH*KW, OH*OW)
+
+
+def conv2d_forward(x: Array, weight: Array, bias: Array | None = None, stride: IntPair = 1,
+                   padding: Padding = 0, dilation: IntPair = 1, groups: int = 1,
+                   max_workspace_bytes: int = DEFAULT_WORKSPACE_BYTES) -> tuple[Array, ConvCache]:
+    """y (N, C_out, OH, OW) = conv2d(x (N, C_in, H, W), weight (C_out, C_in/groups, KH, KW)) + bias.
+
+    ``padding`` is an int, a pair, ((top, bottom), (left, right)), "valid" or "same"
+    (TensorFlow's rule: output ceil(H / stride), the odd extra pixel at the bottom/right).
+    """
+    _check_weight(x, weight, bias, groups)
+    check_conv_input(x, weight.shape, groups)
+    stride, dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
+    kernel = (int(weight.shape[2]), int(weight.shape[3]))
+    pads = resolve_pads(padding, x.shape[2:], kernel, stride, dilation)
+    OH, OW = output_hw(x.shape[2:], kernel, stride, pads, dilation, who="conv2d")
+    xp = get_xp(x, weight, bias)
+    N, C_out, G = x.shape[0], weight.shape[0], groups
+    w = weight.reshape(G, C_out // G, -1)  # (G, O/G, Cg*KH*KW)
+    chunk = _chunk_size(x, weight, (OH, OW), max_workspace_bytes)
+    geometry = (stride, pads, dilation, groups)
+    y = xp.empty((N, G, C_out // G, OH * OW), dtype=x.dtype)
+    cols = None
+    for start in range(0, N, chunk):
+        cols = _grouped_cols(x[start:start + chunk], geometry, kernel)
+        xp.matmul(w, cols, out=y[start:start + chunk])  # (n, G, O/G, OH*OW)
+    y = y.reshape(N, C_out, OH, OW)  # (N, G, O/G, OH*OW) -> (N, C_out, OH, OW)
+    if bias is not None:
+        y += bias.reshape(1, C_out, 1, 1)
+    keep = cols if chunk >= N else None
+    return y, ConvCache(x, weight, bias is not None, stride, pads, dilation, groups, keep, chunk)
+
+
+def conv2d_backward(dy: Array, cache: ConvCache, need_input_grad: bool = True
+                    ) -> tuple[Array | None, Array, Array | None]:
+    """Gradients ``(dx, dweight, dbias)`` of conv2d; dx is None when not needed, dbias when no bias."""
+    x, weight = cache.x, cache.weight
+    xp = get_xp(dy, x)
+    N, C_out, OH, OW = dy.shape
+    G = cache.groups
+    kernel = (int(weight.shape[2]), int(weight.shape[3]))
+    geometry = (cache.stride, cache.pads, cache.dilation, G)
+    dy_g = dy.reshape(N, G, C_out // G, OH * OW)  # (N, G, O/G, OH*OW)
+    w_t = weight.reshape(G, C_out // G, -1).swapaxes(1, 2)  # (G, Cg*KH*KW, O/G)
+    dweight = xp.zeros((G, C_out // G, w_t.shape[1]), dtype=weight.dtype)  # (G, O/G, Cg*KH*KW)
+    dx = xp.empty(x.shape, dtype=x.dtype) if need_input_grad else None
+    for start in range(0, N, cache.chunk):
+        stop = min(start + cache.chunk, N)
+        cols = cache.cols if cache.cols is not None else _grouped_cols(x[start:stop], geometry, kernel)
+        dweight += xp.matmul(dy_g[start:stop], cols.swapaxes(2, 3)).sum(axis=0)
+        if need_input_grad:
+            dcols = xp.matmul(w_t, dy_g[start:stop])  # (n, G, Cg*KH*KW, OH*OW)
+            dcols = dcols.reshape(stop - start, x.shape[1], *kernel, OH, OW)  # (n, C, KH, KW, OH, OW)
+            dx[start:stop] = col2im(dcols, x.shape, cache.stride, cache.pads, cache.dilation)
+    dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    return dx, dweight.reshape(weight.shape), dbias

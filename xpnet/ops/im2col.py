@@ -1,0 +1,95 @@
+"""im2col and col2im: turning windowed ops into one matrix product.
+
+Notation used in every op module:
+
+    N          batch size
+    C          input channels            H, W    input height and width
+    KH, KW     kernel (window) size      SH, SW  stride
+    DH, DW     dilation                  (PT, PB), (PL, PR)  padding top/bottom, left/right
+    OH, OW     output size: OH = (H + PT + PB - DH * (KH - 1) - 1) // SH + 1
+
+``im2col`` gathers, for every output pixel, the KH x KW input values it sees:
+``cols[n, c, i, j, oh, ow] = x_padded[n, c, oh * SH + i * DH, ow * SW + j * DW]``.
+It is a loop over the KH x KW kernel positions, each one a strided slice copy of the
+whole batch, so it works unchanged on numpy and cupy.  ``col2im`` is its adjoint:
+the same loop with ``+=``.  Within one statement the written positions are distinct,
+so the sums are deterministic (no ``add.at``, no atomics).
+"""
+
+from __future__ import annotations
+
+from ..backend import Array, get_xp
+from ..errors import ShapeError
+from ._args import Pads
+
+
+def output_size(size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int = 1) -> int:
+    """Output length of a window op along one axis (may be < 1 for an input that is too small)."""
+    return (size + pads[0] + pads[1] - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def output_hw(hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+              pads: Pads, dilation: tuple[int, int] = (1, 1), who: str = "window op") -> tuple[int, int]:
+    """(OH, OW) of a window op; ShapeError when the padded input is smaller than the window."""
+    oh, ow = (output_size(hw[a], kernel[a], stride[a], pads[a], dilation[a]) for a in (0, 1))
+    if oh < 1 or ow < 1:
+        padded = (hw[0] + sum(pads[0]), hw[1] + sum(pads[1]))
+        span = tuple(dilation[a] * (kernel[a] - 1) + 1 for a in (0, 1))
+        raise ShapeError(
+            f"{who}: padded input {padded[0]}x{padded[1]} is smaller than the "
+            f"{'dilated ' if span != tuple(kernel) else ''}kernel {span[0]}x{span[1]} "
+            f"(output would be {oh}x{ow}); input H x W was {hw[0]}x{hw[1]}")
+    return oh, ow
+
+
+def pad_input(x: Array, pads: Pads, value: float = 0.0) -> Array:
+    """x (N, C, H, W) -> (N, C, PT + H + PB, PL + W + PR), borders filled with ``value``."""
+    if pads == ((0, 0), (0, 0)):
+        return x
+    xp = get_xp(x)
+    N, C, H, W = x.shape
+    (pt, pb), (pl, pr) = pads
+    padded = xp.full((N, C, pt + H + pb, pl + W + pr), value, dtype=x.dtype)
+    padded[:, :, pt:pt + H, pl:pl + W] = x
+    return padded
+
+
+def _window_slices(i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int],
+                   dilation: tuple[int, int]) -> tuple[slice, slice]:
+    """Rows/columns of the padded input that kernel position (i, j) sees, for every output pixel."""
+    top, left = i * dilation[0], j * dilation[1]
+    return (slice(top, top + stride[0] * (out_hw[0] - 1) + 1, stride[0]),
+            slice(left, left + stride[1] * (out_hw[1] - 1) + 1, stride[1]))
+
+
+def im2col(x: Array, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
+           dilation: tuple[int, int] = (1, 1), pad_value: float = 0.0) -> Array:
+    """x (N, C, H, W) -> cols (N, C, KH, KW, OH, OW); see the module docstring."""
+    xp = get_xp(x)
+    N, C, H, W = x.shape
+    KH, KW = kernel
+    OH, OW = output_hw((H, W), kernel, stride, pads, dilation)
+    padded = pad_input(x, pads, pad_value)
+    cols = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            rows, columns = _window_slices(i, j, (OH, OW), stride, dilation)
+            cols[:, :, i, j] = padded[:, :, rows, columns]
+    return cols
+
+
+def col2im(cols: Array, x_shape: tuple[int, ...], stride: tuple[int, int], pads: Pads,
+           dilation: tuple[int, int] = (1, 1)) -> Array:
+    """cols (N, C, KH, KW, OH, OW) -> (N, C, H, W): sums every window value back to its pixel."""
+    xp = get_xp(cols)
+    N, C, KH, KW, OH, OW = cols.shape
+    H, W = x_shape[2], x_shape[3]
+    (pt, pb), (pl, pr) = pads
+    padded = xp.zeros((N, C, pt + H + pb, pl + W + pr), dtype=cols.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            rows, columns = _window_slices(i, j, (OH, OW), stride, dilation)
+            padded[:, :, rows, columns] += cols[:, :, i, j]
+    if pads == ((0, 0), (0, 0)):
+        return padded
+    return xp.ascontiguousarray(padded[:, :, pt:pt + H, pl:pl + W])
