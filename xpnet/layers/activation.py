@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backend import Array
 from ..errors import ShapeError
 from ..ops import activation as A
 from ..ops._args import check_float
-from .base import Layer
+from .base import Layer, Shape
 
 
 class _Activation(Layer):
@@ -41,8 +42,9 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope: float = 0.01, name: str | None = None) -> None:
         super().__init__(name)
-        if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
-            raise ValueError(f"{self.name}: negative_slope must be a number; received {negative_slope!r}")
+        if (not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool)
+                or not math.isfinite(negative_slope)):
+            raise ValueError(f"{self.name}: negative_slope must be a finite number; received {negative_slope!r}")
         self.negative_slope = float(negative_slope)
 
     def _args(self) -> tuple:
@@ -97,9 +99,16 @@ class Softmax(_Activation):
             raise ValueError(f"{self.name}: axis must be an int; received {axis!r}")
         self.axis = axis
 
+    def _check_axis(self, ndim: int, shape: str) -> None:
+        if not -ndim <= self.axis < ndim:
+            raise ShapeError(f"{self.name}: axis {self.axis} is out of range for {shape}")
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        self._check_axis(len(input_shape) + 1, f"per-sample shape {tuple(input_shape)}")
+        return tuple(input_shape)
+
     def forward(self, x: Array, train: bool = False) -> Array:
-        if not -x.ndim <= self.axis < x.ndim:
-            raise ShapeError(f"{self.name}: axis {self.axis} is out of range for input shape {tuple(x.shape)}")
+        self._check_axis(x.ndim, f"input shape {tuple(x.shape)}")
         return super().forward(x, train)
 
     def _args(self) -> tuple:

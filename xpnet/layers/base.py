@@ -26,6 +26,14 @@ def positive_int(value: Any, name: str, who: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def float_dtype(dtype: Any, who: str) -> numpy.dtype:
+    """``dtype`` as a numpy dtype, or DTypeError unless it is float32 or float64."""
+    dtype = numpy.dtype(dtype)
+    if dtype not in (numpy.float32, numpy.float64):
+        raise DTypeError(f"{who}: parameters must be float32 or float64; received {dtype}")
+    return dtype
+
+
 def draw_into(param: Parameter, init: Callable, rng: numpy.random.Generator) -> None:
     """Draw ``init(shape, rng, dtype)`` on the host and put it where ``param`` lives."""
     host = init(param.shape, rng, param.value.dtype)
@@ -79,9 +87,7 @@ class Layer:
 
     def cast(self, dtype: Any) -> "Layer":
         """Cast parameters and buffers to a float dtype (float32 or float64); returns self."""
-        dtype = numpy.dtype(dtype)
-        if dtype not in (numpy.float32, numpy.float64):
-            raise DTypeError(f"{self.name}: parameters must be float32 or float64; received {dtype}")
+        dtype = float_dtype(dtype, self.name)
         return self.apply(lambda a: a.astype(dtype))
 
     @property

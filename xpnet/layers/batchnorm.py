@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy
@@ -12,7 +13,11 @@ from ..ops.batchnorm import (
     batch_norm2d_backward, batch_norm2d_forward, check_batchnorm_input, update_running_stats,
 )
 from ..parameter import Parameter
-from .base import Layer, Shape, positive_int
+from .base import Layer, Shape, float_dtype, positive_int
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float, numpy.integer, numpy.floating)) and not isinstance(value, bool)
 
 
 class BatchNorm2d(Layer):
@@ -26,11 +31,12 @@ class BatchNorm2d(Layer):
                  dtype: Any = numpy.float32, name: str | None = None) -> None:
         super().__init__(name)
         self.num_features = positive_int(num_features, "num_features", self.name)
-        if not eps > 0:
-            raise ValueError(f"{self.name}: eps must be positive; received eps={eps!r}")
-        if not 0 <= momentum <= 1:
+        if not _is_real(eps) or not 0 < eps < math.inf:
+            raise ValueError(f"{self.name}: eps must be positive and finite; received eps={eps!r}")
+        if not _is_real(momentum) or not 0 <= momentum <= 1:
             raise ValueError(f"{self.name}: momentum must be in [0, 1]; received momentum={momentum!r}")
         self.eps, self.momentum = float(eps), float(momentum)
+        dtype = float_dtype(dtype, self.name)
         C = self.num_features
         self.gamma = Parameter(numpy.ones(C, dtype=dtype), "gamma")
         self.beta = Parameter(numpy.zeros(C, dtype=dtype), "beta")
@@ -54,6 +60,9 @@ class BatchNorm2d(Layer):
     def forward(self, x: Array, train: bool = False) -> Array:
         check_batchnorm_input(x, self.num_features, who=self.name)
         self._check_dtype(x)
+        if train and x.shape[0] * x.shape[2] * x.shape[3] < 2:
+            raise ShapeError(f"{self.name} needs more than one value per channel in training, "
+                             f"got input shape {tuple(x.shape)}")
         y, cache = batch_norm2d_forward(x, self.gamma.value, self.beta.value, self.running_mean.value,
                                         self.running_var.value, train=train, eps=self.eps)
         if train:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy
 
 from ..backend import Array
+from ..ops._args import check_float
 from ..ops.dropout import check_rate, dropout_backward, dropout_forward
 from .base import Layer, as_rng
 
@@ -30,6 +31,7 @@ class Dropout(Layer):
 
     def forward(self, x: Array, train: bool = False, mask: Array | None = None) -> Array:
         """Apply dropout when ``train``; ``mask`` (a boolean keep-mask) overrides the generator."""
+        check_float(x, f"{self.name} input")
         y, scaled_mask = dropout_forward(x, self.p, mask=mask, rng=self.rng, train=train)
         self._cache = (scaled_mask,)  # None inside means identity (evaluation)
         return y

@@ -16,6 +16,9 @@ class Flatten(Layer):
     """(N, d1, d2, ...) -> (N, d1*d2*...)."""
 
     def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) < 1:
+            raise ShapeError(f"{self.name} expects input (N, ...) with at least 2 axes, "
+                             f"got per-sample shape {tuple(input_shape)}")
         return (math.prod(input_shape),)
 
     def forward(self, x: Array, train: bool = False) -> Array:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Union
 
 from ..errors import DTypeError
@@ -13,18 +14,24 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Python or numpy integers, but not bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def as_pair(value: IntPair, name: str, minimum: int = 1) -> tuple[int, int]:
     """``3 -> (3, 3)``; a pair stays a pair; ValueError below ``minimum``."""
-    pair = (value, value) if _is_int(value) else tuple(value)  # type: ignore[arg-type]
+    if _is_int(value):
+        pair = (value, value)
+    elif isinstance(value, (tuple, list)):
+        pair = tuple(value)
+    else:
+        pair = ()
     if len(pair) != 2 or not all(_is_int(v) for v in pair):
         raise ValueError(f"{name} must be an int or a pair of ints; received {name}={value!r}")
     if min(pair) < minimum:
         kind = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} must be {kind} integers; received {name}={value!r}")
-    return pair  # type: ignore[return-value]
+    return int(pair[0]), int(pair[1])
 
 
 def check_padding(padding: Padding, name: str = "padding") -> None:
@@ -33,9 +40,13 @@ def check_padding(padding: Padding, name: str = "padding") -> None:
         if padding.lower() not in ("valid", "same"):
             raise ValueError(f"{name} must be an int, a pair, 'valid' or 'same'; received {padding!r}")
         return
+    if not _is_int(padding) and not isinstance(padding, (tuple, list)):
+        raise ValueError(f"{name} must be an int, a pair, 'valid' or 'same'; received {padding!r}")
     if _is_int(padding) or (len(padding) == 2 and all(_is_int(p) for p in padding)):
         as_pair(padding, name, minimum=0)  # type: ignore[arg-type]
         return
+    if len(padding) != 2:
+        raise ValueError(f"{name} must be an int, a pair or ((top, bottom), (left, right)); received {padding!r}")
     for side in padding:
         as_pair(side, name, minimum=0)  # type: ignore[arg-type]
 
@@ -59,7 +70,7 @@ def resolve_pads(padding: Padding, size: tuple[int, int], kernel: tuple[int, int
     if _is_int(padding) or all(_is_int(p) for p in padding):
         ph, pw = as_pair(padding, "padding", minimum=0)  # type: ignore[arg-type]
         return (ph, ph), (pw, pw)
-    return tuple(tuple(side) for side in padding)  # type: ignore[return-value]
+    return tuple((int(side[0]), int(side[1])) for side in padding)  # type: ignore[return-value]
 
 
 def check_float(x: object, what: str) -> None:

@@ -65,7 +65,7 @@ def check_conv_input(x: Array, weight_shape: tuple[int, ...], groups: int, who: 
 def _check_weight(x: Array, weight: Array, bias: Array | None, groups: int) -> None:
     if weight.ndim != 4:
         raise ShapeError(f"conv2d weight must be 4-D (C_out, C_in/groups, KH, KW), got shape {tuple(weight.shape)}")
-    if not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
         raise ValueError(f"conv2d groups must be a positive int dividing C_out={weight.shape[0]}; received groups={groups!r}")
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
         raise DTypeError(f"conv2d input, weight and bias must share one dtype; got input {x.dtype}, "
@@ -124,9 +124,13 @@ def conv2d_backward(dy: Array, cache: ConvCache, need_input_grad: bool = True
     """Gradients ``(dx, dweight, dbias)`` of conv2d; dx is None when not needed, dbias when no bias."""
     x, weight = cache.x, cache.weight
     xp = get_xp(dy, x)
-    N, C_out, OH, OW = dy.shape
     G = cache.groups
     kernel = (int(weight.shape[2]), int(weight.shape[3]))
+    expected = (x.shape[0], weight.shape[0], *output_hw(x.shape[2:], kernel, cache.stride, cache.pads, cache.dilation))
+    if tuple(dy.shape) != expected:  # a short batch would leave rows of dx uninitialised
+        raise ShapeError(f"conv2d_backward expects dy of the forward output's shape {expected}, "
+                         f"got {tuple(dy.shape)}")
+    N, C_out, OH, OW = dy.shape
     geometry = (cache.stride, cache.pads, cache.dilation, G)
     dy_g = dy.reshape(N, G, C_out // G, OH * OW)  # (N, G, O/G, OH*OW)
     w_t = weight.reshape(G, C_out // G, -1).swapaxes(1, 2)  # (G, Cg*KH*KW, O/G)

@@ -36,6 +36,9 @@ def linear_forward(x: Array, weight: Array, bias: Array | None = None) -> tuple[
     if weight.ndim != 2:
         raise ShapeError(f"linear weight must be 2-D (out, in), got shape {tuple(weight.shape)}")
     check_linear_input(x, weight.shape[1])
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ShapeError(f"linear bias must have shape ({weight.shape[0]},) to match weight shape "
+                         f"{tuple(weight.shape)}, got shape {tuple(bias.shape)}")
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
         raise DTypeError(f"linear input, weight and bias must share one dtype; got input {x.dtype}, "
                          f"weight {weight.dtype}, bias {None if bias is None else bias.dtype}")

@@ -80,7 +80,7 @@ def softmax_cross_entropy(logits: Array, target: Array, reduction: str = "mean",
     xp = get_xp(logits, target)
     q = _target_distribution(logits, target, label_smoothing, validate)
     logp, _ = log_softmax_forward(logits)
-    per_sample = -xp.where(q != 0, q * logp, 0).sum(axis=1)  # 0 * -inf counts as 0
+    per_sample = -(q * xp.where(q != 0, logp, 0)).sum(axis=1)  # 0 * -inf counts as 0, without a NaN warning
     dlogits = xp.exp(logp) - q
     if reduction == "mean":
         return per_sample.mean(), dlogits / logits.shape[0]

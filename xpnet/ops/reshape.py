@@ -7,6 +7,8 @@ upsample:  y[n, c, h, w] = x[n, c, h // SH, w // SW], so y is (N, C, H*SH, W*SW)
 
 from __future__ import annotations
 
+import math
+
 from ..backend import Array, get_xp
 from ..errors import ShapeError
 from ._args import IntPair, as_pair, check_float
@@ -16,7 +18,7 @@ def flatten_forward(x: Array) -> tuple[Array, tuple[int, ...]]:
     """x (N, ...) -> (N, prod(...)); the cache is the input shape."""
     if x.ndim < 1:
         raise ShapeError(f"flatten expects an input with a batch axis, got shape {tuple(x.shape)}")
-    return x.reshape(x.shape[0], -1), tuple(x.shape)  # (N, d1*d2*...)
+    return x.reshape(x.shape[0], math.prod(x.shape[1:])), tuple(x.shape)  # (N, d1*d2*...); -1 fails for N=0
 
 
 def flatten_backward(dy: Array, cache: tuple[int, ...]) -> Array:
@@ -32,8 +34,9 @@ def upsample2d_forward(x: Array, scale_factor: IntPair = 2) -> tuple[Array, tupl
         raise ShapeError(f"upsample2d expects 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
     xp = get_xp(x)
     N, C, H, W = x.shape
-    y = xp.broadcast_to(x[:, :, :, None, :, None], (N, C, H, SH, W, SW))  # (N, C, H, SH, W, SW)
-    return y.reshape(N, C, H * SH, W * SW), (SH, SW)  # copy into (N, C, H*SH, W*SW)
+    y = xp.empty((N, C, H, SH, W, SW), dtype=x.dtype)  # a fresh array, never a view of x (scale 1)
+    y[...] = x[:, :, :, None, :, None]
+    return y.reshape(N, C, H * SH, W * SW), (SH, SW)  # (N, C, H*SH, W*SW)
 
 
 def upsample2d_backward(dy: Array, cache: tuple[int, int]) -> Array:

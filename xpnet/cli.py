@@ -1,0 +1,103 @@
+"""Command line: ``xpnet train`` and ``xpnet info``."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy
+
+from . import __version__, backend, datasets, optim
+from .models import lenet5
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train LeNet-5 on MNIST (the built-in subset by default)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", type=Path, default=None, help="folder with the four MNIST IDX files")
+    p.add_argument("--out", type=Path, default=Path("lenet5.xpnet"), help="model file to write")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="PNG of the curves (default: next to --out, when matplotlib is installed)")
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train, report test accuracy and speed, save the model (and a plot)."""
+    (x, y), (x_test, y_test) = datasets.load_mnist(args.data)
+    source = args.data or "built-in MNIST subset"
+    model = lenet5(seed=args.seed, device=args.device)
+    model.compile(optim.Adam(lr=args.lr), "cross_entropy", ["accuracy"])
+    print(f"Training LeNet-5 on {len(x):,} images ({source}), testing on {len(x_test):,}; "
+          f"device {model.device}, {args.epochs} epochs, batch {args.batch_size}")
+    started = time.perf_counter()
+    history = model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
+                        validation_data=(x_test, y_test), verbose=args.verbose)
+    seconds = time.perf_counter() - started
+    result = model.evaluate(x_test, y_test)
+    speed = numpy.mean(history.history["images_per_s"])
+    print(f"test accuracy {result['accuracy']:.2%} (loss {result['loss']:.4f}); "
+          f"training {speed:,.0f} images/s; {seconds:.1f} s in all")
+    model.save(args.out)
+    print(f"saved {args.out}")
+    _plot(history, args.plot or args.out.with_suffix(".png"), explicit=args.plot is not None)
+    return 0 if history.nonfinite is None else 1
+
+
+def _plot(history: object, path: Path, explicit: bool) -> None:
+    try:
+        from .viz import plot_history
+        plot_history(history, path, title="LeNet-5 on MNIST")
+        print(f"saved {path}")
+    except ImportError:
+        if explicit:
+            print('--plot needs matplotlib: pip install "xpnet[viz]"', file=sys.stderr)
+
+
+def _blas() -> str:
+    try:
+        config = numpy.show_config(mode="dicts")
+        blas = config.get("Build Dependencies", {}).get("blas", {})
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # numpy < 1.25 has no mode="dicts"
+        return "unknown"
+
+
+def info(_: argparse.Namespace) -> int:
+    """Versions, BLAS and devices."""
+    print(f"xpnet   {__version__}")
+    print(f"python  {platform.python_version()} ({platform.machine()})")
+    print(f"numpy   {numpy.__version__} (BLAS: {_blas()})")
+    if backend.gpu_available():
+        import importlib
+        cupy = importlib.import_module("cupy")
+        count = cupy.cuda.runtime.getDeviceCount()
+        print(f"cupy    {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}")
+        for i in range(count):
+            name = cupy.cuda.runtime.getDeviceProperties(i)["name"].decode()
+            print(f"device  cuda:{i} {name}")
+    else:
+        print(f"cupy    not usable: {backend.gpu_unavailable_reason()}")
+    print("device  cpu")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xpnet", description="xpnet command line")
+    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    sub.add_parser("info", help="versions of xpnet, numpy, cupy, the BLAS, and the devices")
+    args = parser.parse_args(argv)
+    return {"train": train, "info": info}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Model files: a zip holding ``config.json`` and one ``.npy`` member per array.
+
+Safety rules (reliability.md §E):
+- no pickle anywhere: arrays are read with ``allow_pickle=False``; layer and optimizer
+  classes are resolved only through xpnet's own registries, never imported by name;
+- every member is read and checked (shape, dtype, SHA-256, size limits) before anything
+  is handed back, so a bad file changes nothing;
+- writes are atomic: a temporary file in the same folder, fsync, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+import numpy
+
+from . import layers as _layers
+from .errors import ModelFileError
+
+FORMAT_NAME = "xpnet-model"
+FORMAT_VERSION = 1
+MAX_CONFIG_BYTES = 1 << 20
+MAX_RATIO = 100  # a member may not expand more than 100x (zip bombs)
+LAYER_REGISTRY: dict[str, type] = {name: getattr(_layers, name) for name in _layers.__all__ if name != "Layer"}
+ALLOWED_DTYPES = ("float32", "float64")
+
+
+def array_digest(array: numpy.ndarray) -> str:
+    """SHA-256 of an array's C-order bytes."""
+    return hashlib.sha256(numpy.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def describe(arrays: dict[str, numpy.ndarray]) -> dict[str, dict[str, Any]]:
+    """Shape, dtype and digest of each array, for config.json."""
+    return {name: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": array_digest(a)}
+            for name, a in arrays.items()}
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` through ``write(file)`` so readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_array(member: BinaryIO, array: numpy.ndarray) -> None:
+    """One .npy member (no pickle)."""
+    numpy.lib.format.write_array(member, numpy.ascontiguousarray(array), allow_pickle=False)
+
+
+def save_archive(path: str | Path, config: dict[str, Any], arrays: dict[str, numpy.ndarray]) -> None:
+    """Write config.json plus ``arrays/<name>.npy`` members atomically."""
+    config = {**config, "arrays": describe(arrays)}
+
+    def write(f: BinaryIO) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("config.json", json.dumps(config, indent=1))
+            for name, array in arrays.items():
+                with zf.open(f"arrays/{name}.npy", "w", force_zip64=True) as member:
+                    write_array(member, array)
+    atomic_write(path, write)
+
+
+def _fail(path: Path, cause: str) -> ModelFileError:
+    return ModelFileError(f"{path}: {cause}")
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise _fail(path, "not an xpnet model file (not a zip archive: truncated, corrupt or another format)") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise _fail(path, f"cannot be read as a zip archive ({exc})") from None
+
+
+def _read_member(path: Path, zf: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise _fail(path, f"missing member {name!r}") from None
+    if info.file_size > limit or info.file_size > MAX_RATIO * max(info.compress_size, 1) + 4096:
+        raise _fail(path, f"member {name!r} declares {info.file_size} bytes, which is too large")
+    try:
+        return zf.read(name)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise _fail(path, f"member {name!r} is corrupt ({exc})") from None
+
+
+def _read_config(path: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
+    raw = _read_member(path, zf, "config.json", MAX_CONFIG_BYTES)
+    try:
+        config = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(path, f"config.json is not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        raise _fail(path, f"config.json does not describe an {FORMAT_NAME} file")
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _fail(path, f"invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise _fail(path, f"written by xpnet format {version}; this xpnet reads format <= {FORMAT_VERSION}")
+    if not isinstance(config.get("arrays"), dict) or not isinstance(config.get("layers"), list):
+        raise _fail(path, "config.json lacks its 'layers' list or 'arrays' table")
+    return config
+
+
+def _read_array(path: Path, zf: zipfile.ZipFile, name: str, spec: Any) -> numpy.ndarray:
+    if not isinstance(spec, dict) or spec.get("dtype") not in ALLOWED_DTYPES or not isinstance(spec.get("shape"), list):
+        raise _fail(path, f"array {name!r} has an invalid description in config.json: {spec!r}")
+    shape = tuple(spec["shape"])
+    expected_bytes = int(numpy.prod(shape, dtype=numpy.int64)) * numpy.dtype(spec["dtype"]).itemsize
+    raw = _read_member(path, zf, f"arrays/{name}.npy", expected_bytes + 4096)
+    try:
+        array = numpy.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:
+        raise _fail(path, f"array {name!r} cannot be read safely ({exc})") from None
+    if array.dtype.hasobject or str(array.dtype) != spec["dtype"] or array.shape != shape:
+        raise _fail(path, f"truncated or corrupt: array {name!r} expected {spec['dtype']} {shape}, "
+                          f"file holds {array.dtype} {array.shape}")
+    if array_digest(array) != spec.get("sha256"):
+        raise _fail(path, f"array {name!r} does not match its SHA-256 checksum (corrupt file)")
+    return array
+
+
+def read_archive(path: str | Path) -> tuple[dict[str, Any], dict[str, numpy.ndarray]]:
+    """Read and validate a whole model file: (config, arrays). Raises ModelFileError on any problem."""
+    path = Path(path)
+    with _open_zip(path) as zf:
+        config = _read_config(path, zf)
+        expected = {"config.json"} | {f"arrays/{name}.npy" for name in config["arrays"]}
+        present = set(zf.namelist())
+        if present != expected:
+            extra, missing = sorted(present - expected), sorted(expected - present)
+            raise _fail(path, f"unexpected members {extra} / missing members {missing}")
+        arrays = {name: _read_array(path, zf, name, spec) for name, spec in config["arrays"].items()}
+    return config, arrays
+
+
+def layer_from_config(path: Path, entry: Any) -> Any:
+    """Build a layer from its config entry; the class must be one of xpnet's own layers."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict):
+        raise _fail(path, f"invalid layer entry {entry!r}")
+    cls = LAYER_REGISTRY.get(entry.get("class"))  # type: ignore[arg-type]
+    if cls is None:
+        raise _fail(path, f"unknown layer class {entry.get('class')!r}; known: {', '.join(sorted(LAYER_REGISTRY))}")
+    try:
+        return cls(**entry.get("config", {}), name=entry.get("name"))
+    except (TypeError, ValueError) as exc:
+        raise _fail(path, f"invalid config for layer {entry.get('name')!r} ({exc})") from None

@@ -1,0 +1,68 @@
+"""Loss and metric registries for ``compile(loss=..., metrics=[...])``.
+
+A loss is ``fn(prediction, target) -> (loss, dprediction)`` on device arrays (see
+:mod:`xpnet.ops.loss`).  A metric is ``fn(prediction, target) -> count`` returning the
+number of correct samples as a device scalar, so summing it needs no host sync.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import partial
+from typing import Callable
+
+from .backend import Array, get_xp
+from .ops.loss import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
+
+LossFn = Callable[[Array, Array], tuple[Array, Array]]
+MetricFn = Callable[[Array, Array], Array]
+
+# Labels are range-checked once on the host by fit/evaluate, so the per-batch check
+# (a GPU sync) is off here.
+LOSSES: dict[str, LossFn] = {
+    "cross_entropy": partial(softmax_cross_entropy, validate=False),
+    "mse": mse,
+    "binary_cross_entropy": binary_cross_entropy_with_logits,
+}
+ALIASES = {"softmax_cross_entropy": "cross_entropy", "categorical_crossentropy": "cross_entropy",
+           "sparse_categorical_crossentropy": "cross_entropy", "mean_squared_error": "mse",
+           "bce": "binary_cross_entropy", "binary_crossentropy": "binary_cross_entropy"}
+
+
+def correct_count(pred: Array, target: Array) -> Array:
+    """How many samples have argmax(pred) equal to the label (or to argmax of a one-hot target)."""
+    xp = get_xp(pred, target)
+    labels = target if target.ndim == 1 else target.argmax(axis=1)
+    return xp.sum(pred.argmax(axis=1) == labels)
+
+
+def binary_correct_count(pred: Array, target: Array) -> Array:
+    """Per-sample share of correct 0/1 decisions (logit > 0 vs target > 0.5), summed over samples."""
+    hits = ((pred > 0) == (target > 0.5)).reshape(pred.shape[0], -1)  # (N, values per sample)
+    return hits.mean(axis=1).sum()
+
+
+METRICS: dict[str, MetricFn] = {"accuracy": correct_count, "binary_accuracy": binary_correct_count}
+
+
+def _unknown(kind: str, name: object, known: list[str]) -> ValueError:
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"Unknown {kind} {name!r}. Available: {', '.join(sorted(known))}.{hint}")
+
+
+def get_loss(name: str | LossFn) -> tuple[str, LossFn]:
+    """(name, loss function) from a registered name or a callable."""
+    if callable(name):
+        return getattr(name, "__name__", "custom_loss"), name
+    key = ALIASES.get(name, name)
+    if key not in LOSSES:
+        raise _unknown("loss", name, list(LOSSES) + list(ALIASES))
+    return key, LOSSES[key]
+
+
+def get_metric(name: str) -> MetricFn:
+    """A registered metric by name."""
+    if name not in METRICS:
+        raise _unknown("metric", name, list(METRICS))
+    return METRICS[name]

@@ -1,0 +1,376 @@
+"""Sequential: the model users build, with Keras-style compile/fit/evaluate/predict and save/load.
+
+Data stays on the host until a batch is needed: each batch is cast to the model's dtype
+and copied to the model's device once.  Loss and metric sums stay on the device and are
+brought to the host once per log interval (every batch on the CPU, where that is free).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy
+
+from ._version import __version__
+from .backend import Array, Device, to_device, to_numpy
+from .callbacks import Callback, History
+from .errors import DTypeError, ModelFileError, NonFiniteError, ShapeError
+from .io import FORMAT_NAME, FORMAT_VERSION, layer_from_config, read_archive, save_archive
+from .layers import Layer
+from .losses import get_loss, get_metric
+from .model import Network
+from .optim import Optimizer, get_optimizer, optimizer_from_config
+from .progress import Progress
+
+SYNC_INTERVAL = 20  # batches between host syncs on a GPU
+
+
+def _check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int; received {name}={value!r}")
+    return int(value)
+
+
+def _first_bad(mask: numpy.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in numpy.unravel_index(int(numpy.argmax(mask)), mask.shape))
+
+
+def check_finite(array: numpy.ndarray, what: str) -> None:
+    """ValueError naming how many NaN/inf values ``array`` holds and where the first one is."""
+    if array.dtype.kind != "f":
+        return
+    for label, mask in (("NaN", numpy.isnan(array)), ("infinity", numpy.isinf(array))):
+        count = int(mask.sum())
+        if count:
+            raise ValueError(f"{what} contains {label} ({count} values; first at index {_first_bad(mask)})")
+
+
+class Sequential(Network):
+    """Layers in order, plus the training API.
+
+    >>> model = Sequential(layers.Conv2d(1, 6, 5), layers.ReLU(), ..., seed=0, device="cpu")
+    >>> model.compile(optimizer=optim.Adam(lr=1e-3), loss="cross_entropy", metrics=["accuracy"])
+    >>> history = model.fit(x, y, epochs=3, batch_size=128, validation_split=0.1)
+    """
+
+    def __init__(self, *layers: Layer, seed: int | None = 0, device: str | Device = "cpu",
+                 dtype: Any = numpy.float32) -> None:
+        self.optimizer: Optimizer | None = None
+        self.loss_name: str | None = None
+        self.metric_names: list[str] = []
+        self.epoch = 0  # epochs completed (fit continues from here)
+        self.stop_training = False
+        super().__init__(*layers, seed=seed, device=device, dtype=dtype)
+
+    # --- setup ----------------------------------------------------------------------
+    def compile(self, optimizer: str | Optimizer = "adam", loss: Any = "cross_entropy",
+                metrics: Sequence[str] | None = None) -> "Sequential":
+        """Choose optimizer, loss ("cross_entropy", "mse", "binary_cross_entropy") and metrics; returns self."""
+        metric_names = list(metrics or [])
+        for name in metric_names:
+            get_metric(name)
+        self.loss_name, self._loss_fn = get_loss(loss)
+        self.optimizer = get_optimizer(optimizer).bind(self.parameters())
+        self.metric_names = metric_names
+        return self
+
+    def to(self, device: str | Device, strict: bool = False) -> "Sequential":
+        super().to(device, strict)
+        if self.optimizer is not None:
+            self.optimizer.apply(lambda a: to_device(a, self.device))
+        return self
+
+    def cast(self, dtype: Any) -> "Sequential":
+        super().cast(dtype)
+        if self.optimizer is not None:
+            self.optimizer.apply(lambda a: a.astype(dtype))
+        return self
+
+    def _require_compiled(self, what: str) -> None:
+        if self.optimizer is None:
+            raise RuntimeError(f"call compile() before {what}()")
+
+    # --- input checks (all on the host, before anything touches the device) ----------
+    def _check_x(self, x: Any, what: str, finite: bool) -> tuple[numpy.ndarray, tuple[int, ...]]:
+        x = to_numpy(x) if not isinstance(x, numpy.ndarray) else x
+        if x.dtype.kind not in "biuf":
+            raise DTypeError(f"{what} must hold real numbers; got dtype {x.dtype}")
+        if x.ndim < 1 or len(x) == 0:
+            raise ValueError(f"{what} got 0 samples")
+        if finite:
+            check_finite(x, f"Input {what}")
+        return x, self.check_input_shape(x.shape[1:])
+
+    def _check_y(self, y: Any, n: int, out_shape: tuple[int, ...], what: str) -> numpy.ndarray:
+        y = to_numpy(y) if not isinstance(y, numpy.ndarray) else y
+        if len(y) != n:
+            raise ValueError(f"{what}: x has {n} samples but y has {len(y)}")
+        if y.dtype.kind not in "biuf":
+            raise DTypeError(f"{what}: y must hold numbers; got dtype {y.dtype}")
+        check_finite(y, f"{what}: y")
+        if self.loss_name != "cross_entropy":
+            if y.shape[1:] != out_shape:
+                raise ShapeError(f"{what}: y has per-sample shape {y.shape[1:]} but the model outputs {out_shape}")
+            return y.astype(self.dtype, copy=False)
+        classes = out_shape[-1]
+        if y.ndim == 2:
+            if y.shape[1] != classes:
+                raise ShapeError(f"{what}: y has {y.shape[1]} columns but the model outputs {classes} classes")
+            return y.astype(self.dtype, copy=False)
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise ValueError(f"{what}: labels must be integers of shape (N,) or one-hot (N, {classes}); "
+                             f"got dtype {y.dtype} and shape {y.shape}")
+        bad = (y < 0) | (y >= classes)
+        if bad.any():
+            values = sorted(set(y[bad].tolist()))[:10]
+            raise ValueError(f"{what}: labels must be integers in [0, {classes}); got values {values} "
+                             f"(first at index {int(numpy.argmax(bad))})")
+        return y.astype(numpy.int64, copy=False)
+
+    def _prepare(self, x: Any, y: Any, what: str, finite: bool = True) -> tuple[numpy.ndarray, numpy.ndarray]:
+        x, out_shape = self._check_x(x, what, finite)
+        return x, self._check_y(y, len(x), out_shape, what)
+
+    # --- batches ------------------------------------------------------------------
+    def _to_model(self, host: numpy.ndarray, cast: bool = True) -> Array:
+        """One host batch onto the model's device (cast to the model dtype for inputs)."""
+        if cast and host.dtype != self.dtype:
+            host = host.astype(self.dtype)
+        return self.device.asarray(numpy.ascontiguousarray(host))
+
+    def _sync_every(self) -> int:
+        return 1 if self.device.type == "cpu" else SYNC_INTERVAL
+
+    def _batch_stats(self, out: Array, target: Array, loss: Array) -> list[Array]:
+        """[loss * n, metric counts...] as device scalars (summed without a host sync)."""
+        return [loss * out.shape[0]] + [get_metric(m)(out, target) for m in self.metric_names]
+
+    # --- training ----------------------------------------------------------------
+    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
+            validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
+            callbacks: Iterable[Callback] | None = None, verbose: int = 1,
+            initial_epoch: int | None = None, on_nonfinite: str = "stop", check_finite: bool = True) -> History:
+        """Train for ``epochs`` epochs (counted from ``initial_epoch``, by default the epochs already done).
+
+        ``validation_split`` holds out a random fraction drawn from the model's seed (the same
+        split on every call).  A non-finite loss stops training (recorded in ``history.nonfinite``)
+        or, with ``on_nonfinite="raise"``, raises :class:`NonFiniteError`.
+        """
+        self._require_compiled("fit")
+        epochs, batch_size = _check_positive_int(epochs, "epochs"), _check_positive_int(batch_size, "batch_size")
+        if on_nonfinite not in ("stop", "raise"):
+            raise ValueError(f"on_nonfinite must be 'stop' or 'raise'; received {on_nonfinite!r}")
+        if not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1); received {validation_split!r}")
+        x, y = self._prepare(x, y, "fit", check_finite)
+        x, y, validation = self._split(x, y, validation_split, validation_data, check_finite)
+        history = History()
+        callbacks = [history, *(callbacks or [])]
+        for cb in callbacks:
+            cb.set_model(self)
+        self.stop_training = False
+        for cb in callbacks:
+            cb.on_train_begin()
+        start = self.epoch if initial_epoch is None else int(initial_epoch)
+        for epoch in range(start, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            progress = Progress(math.ceil(len(x) / batch_size), f"Epoch {epoch + 1}/{epochs}", verbose)
+            logs = self._train_epoch(x, y, batch_size, shuffle, epoch, progress, on_nonfinite, history)
+            if validation is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*validation, batch_size).items()})
+            progress.close(logs)
+            self.epoch = epoch + 1
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in callbacks:
+            cb.on_train_end()
+        return history
+
+    def _split(self, x: numpy.ndarray, y: numpy.ndarray, fraction: float,
+               validation_data: tuple[Any, Any] | None, finite: bool) -> tuple:
+        if validation_data is not None:
+            return x, y, self._prepare(*validation_data, "validation_data", finite)
+        if fraction == 0:
+            return x, y, None
+        n_val = int(round(len(x) * fraction))
+        if n_val < 1 or n_val >= len(x):
+            raise ValueError(f"validation_split={fraction} leaves {len(x) - n_val} training and "
+                             f"{n_val} validation samples; both need at least one")
+        order = numpy.random.default_rng(numpy.random.SeedSequence(self.seed).spawn(3)[2]).permutation(len(x))
+        val, train = order[:n_val], order[n_val:]
+        return x[train], y[train], (x[val], y[val])
+
+    def _train_epoch(self, x: numpy.ndarray, y: numpy.ndarray, batch_size: int, shuffle: bool, epoch: int,
+                     progress: Progress, on_nonfinite: str, history: History) -> dict[str, float]:
+        self.train()
+        order = self.rng.permutation(len(x)) if shuffle else numpy.arange(len(x))
+        totals = numpy.zeros(1 + len(self.metric_names))
+        seen, pending, started = 0, [], time.perf_counter()
+        n_batches = math.ceil(len(x) / batch_size)
+        for b in range(n_batches):
+            index = order[b * batch_size:(b + 1) * batch_size]
+            xb, yb = self._to_model(x[index]), self._to_model(y[index], cast=False)
+            out = self.forward(xb, train=True)
+            loss, dout = self._loss_fn(out, yb)
+            self.optimizer.zero_grad()
+            self.backward(dout)
+            self.optimizer.step()
+            pending.append(self._batch_stats(out, yb, loss))
+            if len(pending) < self._sync_every() and b + 1 < n_batches:
+                continue
+            values = to_numpy(self.device.xp.stack([s for stats in pending for s in stats]))  # one sync
+            values = values.reshape(len(pending), -1).astype(numpy.float64)
+            first = b + 1 - len(pending)
+            sizes = numpy.array([min(batch_size, len(x) - (first + i) * batch_size) for i in range(len(pending))])
+            bad = ~numpy.isfinite(values[:, 0])
+            totals += values.sum(axis=0)
+            seen += int(sizes.sum())
+            pending = []
+            logs = self._epoch_logs(totals, seen, started)
+            progress.update(len(sizes), logs)
+            if bad.any():
+                return self._nonfinite(epoch, first + int(numpy.argmax(bad)), values[bad][0, 0], logs,
+                                       on_nonfinite, history)
+        return self._epoch_logs(totals, seen, started)
+
+    def _epoch_logs(self, totals: numpy.ndarray, seen: int, started: float) -> dict[str, float]:
+        logs = {"loss": float(totals[0] / seen)}
+        logs.update({name: float(totals[1 + i] / seen) for i, name in enumerate(self.metric_names)})
+        logs["lr"] = float(self.optimizer.current_lr())
+        logs["images_per_s"] = seen / max(time.perf_counter() - started, 1e-9)
+        return logs
+
+    def _nonfinite(self, epoch: int, batch: int, loss_sum: float, logs: dict[str, float],
+                   on_nonfinite: str, history: History) -> dict[str, float]:
+        where = f"epoch {epoch + 1}, batch {batch + 1}"
+        if on_nonfinite == "raise":
+            raise NonFiniteError(f"Loss became {loss_sum} at {where} (lr={self.optimizer.current_lr():.3g}); "
+                                 "training stopped")
+        history.nonfinite = {"epoch": epoch + 1, "batch": batch + 1, "loss": float(loss_sum)}
+        self.stop_training = True
+        return logs
+
+    # --- evaluation and prediction ------------------------------------------------
+    def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0) -> dict[str, float]:
+        """Loss and metrics over (x, y) in evaluation mode: {"loss": ..., "accuracy": ...}."""
+        self._require_compiled("evaluate")
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        x, y = self._prepare(x, y, "evaluate")
+        logs = self._evaluate_arrays(x, y, batch_size)
+        if verbose:
+            Progress(0, "evaluate", 2).close(logs)
+        return logs
+
+    def _evaluate_arrays(self, x: numpy.ndarray, y: numpy.ndarray, batch_size: int) -> dict[str, float]:
+        self.eval()
+        stats = []
+        for start in range(0, len(x), batch_size):
+            xb, yb = self._to_model(x[start:start + batch_size]), self._to_model(y[start:start + batch_size], False)
+            out = self.forward(xb, train=False)
+            loss, _ = self._loss_fn(out, yb)
+            stats.extend(self._batch_stats(out, yb, loss))
+        self.clear_cache()
+        totals = to_numpy(self.device.xp.stack(stats)).reshape(-1, 1 + len(self.metric_names)).sum(axis=0)
+        logs = {"loss": float(totals[0] / len(x))}
+        logs.update({name: float(totals[1 + i] / len(x)) for i, name in enumerate(self.metric_names)})
+        return logs
+
+    def predict(self, x: Any, batch_size: int = 256) -> numpy.ndarray:
+        """Model outputs for x, computed in batches in evaluation mode, returned as a host array."""
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        x, _ = self._check_x(x, "predict", finite=True)
+        self.eval()
+        outputs = [to_numpy(self.forward(self._to_model(x[s:s + batch_size]), train=False))
+                   for s in range(0, len(x), batch_size)]
+        self.clear_cache()
+        return numpy.concatenate(outputs)
+
+    # --- files --------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """The architecture as plain data."""
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "xpnet_version": __version__,
+                "dtype": str(self.dtype), "seed": self.seed,
+                "layers": [{"class": type(layer).__name__, "name": layer.name, "config": layer.config()}
+                           for layer in self.layers]}
+
+    def save(self, path: str | Path, include_optimizer: bool = False) -> None:
+        """Write the model to ``path`` atomically; ``include_optimizer`` makes it a resumable checkpoint."""
+        config = self.get_config()
+        arrays = {name: to_numpy(v.value) for name, v in self.variables()}
+        if include_optimizer:
+            self._require_compiled("save(include_optimizer=True)")
+            config["training"] = self._training_state()
+            for i, state in enumerate(self.optimizer.state):
+                arrays.update({f"optimizer/{i}/{k}": to_numpy(a) for k, a in state.items()})
+        elif self.optimizer is not None:
+            config["training"] = {"loss": self.loss_name, "metrics": self.metric_names}
+        save_archive(path, config, arrays)
+
+    def _training_state(self) -> dict[str, Any]:
+        generators = {layer.name: layer.rng.bit_generator.state for layer in self.layers
+                      if isinstance(getattr(layer, "rng", None), numpy.random.Generator)}
+        return {"loss": self.loss_name, "metrics": self.metric_names, "optimizer": self.optimizer.config(),
+                "iterations": self.optimizer.iterations, "lr_scale": self.optimizer.lr_scale,
+                "epoch": self.epoch, "rng": self.rng.bit_generator.state, "layer_rngs": generators}
+
+    def load_weights(self, path: str | Path) -> "Sequential":
+        """Load parameters from a model file into this model (same architecture); all-or-nothing."""
+        _, arrays = read_archive(path)
+        _assign(self, Path(path), arrays)
+        return self
+
+
+def _assign(model: Network, path: Path, arrays: dict[str, numpy.ndarray]) -> None:
+    """Copy validated host arrays into the model; checks every name and shape first."""
+    variables = dict(model.variables())
+    problems = [f"missing {name}" for name in variables if name not in arrays]
+    problems += [f"size mismatch for {name}: file {arrays[name].shape}, model {v.shape}"
+                 for name, v in variables.items() if name in arrays and arrays[name].shape != v.shape]
+    if problems:
+        raise ModelFileError(f"{path}: does not fit this model: {'; '.join(problems)}")
+    for name, variable in variables.items():
+        variable.apply(lambda old, a=arrays[name]: to_device(a.astype(old.dtype), model.device))
+
+
+def load(path: str | Path, device: str | Device = "cpu") -> Sequential:
+    """Rebuild a model (and, for a checkpoint, its optimizer and progress) from ``path``."""
+    path = Path(path)
+    config, arrays = read_archive(path)
+    layers = [layer_from_config(path, entry) for entry in config["layers"]]
+    try:
+        model = Sequential(*layers, seed=config.get("seed"), dtype=config.get("dtype", "float32"))
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: the layers do not form a model ({exc})") from None
+    _assign(model, path, {k: v for k, v in arrays.items() if not k.startswith("optimizer/")})
+    training = config.get("training")
+    if isinstance(training, dict):
+        _restore_training(model, path, training, arrays)
+    return model.to(device)
+
+
+def _restore_training(model: Sequential, path: Path, training: dict[str, Any],
+                      arrays: dict[str, numpy.ndarray]) -> None:
+    try:
+        if "optimizer" not in training:
+            model.compile(loss=training.get("loss", "cross_entropy"), metrics=training.get("metrics"))
+            return
+        model.compile(optimizer_from_config(training["optimizer"]), training["loss"], training["metrics"])
+        opt = model.optimizer
+        names = opt.state_names
+        if any(f"optimizer/0/{k}" in arrays for k in names):
+            opt.state = [{k: arrays[f"optimizer/{i}/{k}"].astype(p.value.dtype) for k in names}
+                         for i, p in enumerate(opt.params)]
+        opt.iterations, opt.lr_scale = int(training["iterations"]), float(training["lr_scale"])
+        model.epoch = int(training["epoch"])
+        model.rng.bit_generator.state = training["rng"]
+        for layer in model.layers:
+            if layer.name in training.get("layer_rngs", {}):
+                layer.rng.bit_generator.state = training["layer_rngs"][layer.name]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"{path}: invalid training state ({exc.__class__.__name__}: {exc})") from None
