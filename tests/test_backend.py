@@ -98,7 +98,7 @@ def test_device_names_and_equality():
 @no_gpu
 def test_a_cuda_device_without_a_gpu_refuses_to_give_its_module():
     with pytest.raises(xpnet.DeviceError, match="cuda:0 cannot be used.*cupy"):
-        Device("cuda").xp
+        _ = Device("cuda").xp
 
 
 @no_gpu

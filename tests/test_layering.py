@@ -138,13 +138,7 @@ def test_no_import_cycles_between_modules():
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
 
 
-KNOWN_CUPY_IMPORTERS = {"xpnet.cli": "BUG: xpnet/cli.py imports cupy via importlib.import_module('cupy') "
-                                     "for `xpnet info`; only xpnet/backend.py may import cupy"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_CUPY_IMPORTERS[n]))
-    if n in KNOWN_CUPY_IMPORTERS else n for n in MODULES if n != "xpnet.backend"])
+@pytest.mark.parametrize("name", [n for n in MODULES if n != "xpnet.backend"])
 def test_only_the_backend_imports_cupy(name):
     cupy = sorted(m for m in imports_of(name, MODULES[name]) if _in(m, "cupy", "cupyx"))
     assert not cupy, f"{name} imports {cupy}"

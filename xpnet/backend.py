@@ -21,7 +21,7 @@ Array = Any  # numpy.ndarray | cupy.ndarray (or a test backend's array)
 
 __all__ = [
     "Array", "Device", "get_device", "get_xp", "to_device", "to_numpy",
-    "gpu_available", "gpu_unavailable_reason", "device_of",
+    "gpu_available", "gpu_unavailable_reason", "device_of", "gpu_devices", "gpu_versions",
 ]
 
 
@@ -192,3 +192,25 @@ def to_device(array: Array, device: str | Device) -> Array:
     if device_of(array) == target:
         return array
     return target.asarray(to_numpy(array))
+
+
+def gpu_devices() -> list[tuple[int, str]]:
+    """(index, name) of every usable CUDA device; [] without a GPU."""
+    cupy = _import_cupy()[0]
+    if cupy is None:
+        return []
+    names = []
+    for index in range(cupy.cuda.runtime.getDeviceCount()):
+        name = cupy.cuda.runtime.getDeviceProperties(index)["name"]
+        names.append((index, name.decode() if isinstance(name, bytes) else str(name)))
+    return names
+
+
+def gpu_versions() -> dict[str, str]:
+    """Versions of cupy and of the CUDA runtime and driver ({} without a GPU)."""
+    cupy = _import_cupy()[0]
+    if cupy is None:
+        return {}
+    runtime = cupy.cuda.runtime
+    return {"cupy": cupy.__version__, "cuda_runtime": str(runtime.runtimeGetVersion()),
+            "cuda_driver": str(runtime.driverGetVersion())}

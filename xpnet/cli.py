@@ -75,14 +75,11 @@ def info(_: argparse.Namespace) -> int:
     print(f"xpnet   {__version__}")
     print(f"python  {platform.python_version()} ({platform.machine()})")
     print(f"numpy   {numpy.__version__} (BLAS: {_blas()})")
-    if backend.gpu_available():
-        import importlib
-        cupy = importlib.import_module("cupy")
-        count = cupy.cuda.runtime.getDeviceCount()
-        print(f"cupy    {cupy.__version__}, CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}")
-        for i in range(count):
-            name = cupy.cuda.runtime.getDeviceProperties(i)["name"].decode()
-            print(f"device  cuda:{i} {name}")
+    versions = backend.gpu_versions()
+    if versions:
+        print(f"cupy    {versions['cupy']} (CUDA runtime {versions['cuda_runtime']}, driver {versions['cuda_driver']})")
+        for index, name in backend.gpu_devices():
+            print(f"device  cuda:{index} {name}")
     else:
         print(f"cupy    not usable: {backend.gpu_unavailable_reason()}")
     print("device  cpu")

@@ -29,6 +29,18 @@ def _check(value: float, name: str, low: float, high: float = math.inf, high_ope
     return float(value)
 
 
+def _check_lr(lr: float) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+        raise ValueError(f"Invalid learning rate: {lr!r}; expected a positive number")
+    return lr
+
+
+def _check_steps(value: int, name: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"Invalid {name}: {value!r}; expected an integer >= {low}")
+    return value
+
+
 class Schedule:
     """A learning-rate schedule: ``lr = schedule(step)`` for the 0-based optimizer step."""
 
@@ -43,7 +55,8 @@ class StepDecay(Schedule):
     """lr * gamma ** (step // step_size)."""
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
-        self.lr, self.step_size, self.gamma = lr, int(step_size), gamma
+        _check_lr(lr)
+        self.lr, self.step_size, self.gamma = lr, _check_steps(step_size, "step_size"), _check(gamma, "gamma", 0)
 
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma ** (step // self.step_size)
@@ -53,16 +66,23 @@ class ExponentialDecay(Schedule):
     """lr * decay_rate ** (step / decay_steps)."""
 
     def __init__(self, lr: float, decay_rate: float, decay_steps: int = 1) -> None:
-        self.lr, self.decay_rate, self.decay_steps = lr, decay_rate, int(decay_steps)
+        _check_lr(lr)
+        self.lr, self.decay_rate = lr, _check(decay_rate, "decay_rate", 0)
+        self.decay_steps = _check_steps(decay_steps, "decay_steps")
 
     def __call__(self, step: int) -> float:
         return self.lr * self.decay_rate ** (step / self.decay_steps)
 
 
 class CosineDecay(Schedule):
-    """Linear warmup from 0 over ``warmup_steps``, then cosine from lr down to ``min_lr`` at ``total_steps``."""
+    """Linear warmup from lr / warmup_steps up to lr over ``warmup_steps``, then cosine from lr
+    down to ``min_lr`` at ``total_steps`` (and ``min_lr`` after)."""
 
     def __init__(self, lr: float, total_steps: int, warmup_steps: int = 0, min_lr: float = 0.0) -> None:
+        _check_lr(lr)
+        _check(min_lr, "min_lr", 0, lr)
+        _check_steps(total_steps, "total_steps")
+        _check_steps(warmup_steps, "warmup_steps", 0)
         if not 0 <= warmup_steps < total_steps:
             raise ValueError(f"CosineDecay needs 0 <= warmup_steps < total_steps; received "
                              f"warmup_steps={warmup_steps}, total_steps={total_steps}")
@@ -76,9 +96,20 @@ class CosineDecay(Schedule):
 
 
 def global_norm(grads: Sequence[Array]) -> Array:
-    """sqrt(sum of squares of every gradient), as a 0-d array on the gradients' device (no sync)."""
+    """sqrt(sum of squares of every gradient), as a 0-d array on the gradients' device (no sync).
+
+    The squares are summed after dividing by the largest magnitude, so a finite norm is
+    returned even when squaring the raw gradients would overflow (1e20 in float32).
+    """
     xp = get_xp(*grads)
-    return xp.sqrt(sum((g * g).sum() for g in grads))
+    grads = [g for g in grads if g.size]
+    if not grads:
+        return xp.zeros(())
+    peak = abs(grads[0]).max()
+    for g in grads[1:]:
+        peak = xp.maximum(peak, abs(g).max())
+    scale = xp.where(xp.isfinite(peak) & (peak > 0), peak, 1).astype(grads[0].dtype)
+    return xp.sqrt(sum(((g / scale) ** 2).sum() for g in grads)) * scale
 
 
 def clip_by_global_norm(grads: Sequence[Array], max_norm: float) -> Array:
@@ -195,6 +226,8 @@ class Adam(Optimizer):
     def __init__(self, params: Iterable[Parameter] | None = None, lr: float | Schedule = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, clip_norm: float | None = None) -> None:
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Invalid betas: {betas!r}; expected a pair (beta1, beta2)")
         for i, beta in enumerate(betas):
             if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < 1:
                 raise ValueError(f"Invalid beta parameter at index {i}: {beta!r}; expected a number in [0, 1)")
@@ -284,13 +317,15 @@ def get_optimizer(name: str | Optimizer) -> Optimizer:
 def optimizer_from_config(config: dict[str, Any]) -> Optimizer:
     """Rebuild an optimizer from ``Optimizer.config()`` (classes resolved through the registry only)."""
     config = dict(config)
-    cls = OPTIMIZERS.get(config.pop("class", None))
+    name = config.pop("class", None)
+    cls = OPTIMIZERS.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"unknown optimizer class in config; known: {', '.join(OPTIMIZERS)}")
     lr = config.pop("lr")
     if isinstance(lr, dict):
         lr = dict(lr)
-        schedule = SCHEDULES.get(lr.pop("schedule", None))
+        name = lr.pop("schedule", None)
+        schedule = SCHEDULES.get(name) if isinstance(name, str) else None
         if schedule is None:
             raise ValueError(f"unknown schedule in config; known: {', '.join(SCHEDULES)}")
         lr = schedule(**lr)

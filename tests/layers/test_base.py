@@ -39,12 +39,12 @@ def check_rejected(xp, layer, good, bad, error, parts, train=True, seed=0):
     with pytest.raises(error, match=message_with(*parts)):
         layer.forward(bad_dev, train=train)
     numpy.testing.assert_array_equal(host(bad_dev), bad_host)
-    for v, before in zip(layer.variables(), values):
+    for v, before in zip(layer.variables(), values, strict=True):
         numpy.testing.assert_array_equal(host(v.value), before, err_msg=f"{v.name} changed")
     if rng_state is not None:
         assert layer.rng.bit_generator.state == rng_state, "the failed call consumed random numbers"
     numpy.testing.assert_array_equal(host(layer.backward(dy)), dx_before)
-    for p, before in zip(layer.parameters(), grads_before):
+    for p, before in zip(layer.parameters(), grads_before, strict=True):
         numpy.testing.assert_array_equal(host(p.grad), before, err_msg=f"{p.name}.grad differs")
 
 
@@ -140,7 +140,7 @@ def test_backward_accumulates_into_grad_and_zero_grad_resets(xp, rng, kind):
     once = [host(p.grad).copy() for p in layer.parameters()]
     assert all(numpy.any(g != 0) for g in once)
     layer.backward(dy)
-    for p, g in zip(layer.parameters(), once):
+    for p, g in zip(layer.parameters(), once, strict=True):
         numpy.testing.assert_allclose(host(p.grad), 2 * g, rtol=1e-12, atol=1e-12)
     layer.zero_grad()
     for p in layer.parameters():
@@ -160,7 +160,7 @@ def test_need_input_grad_false_skips_dx_but_not_parameter_grads(rng, kind):
     layer.need_input_grad = False
     layer.forward(x)
     assert layer.backward(dy) is None
-    for p, g in zip(layer.parameters(), full):
+    for p, g in zip(layer.parameters(), full, strict=True):
         numpy.testing.assert_array_equal(p.grad, g)
 
 
@@ -170,7 +170,7 @@ def test_cast_to_float64_casts_every_variable(rng, kind):
     before = [v.value.copy() for v in layer.variables()]
     assert layer.cast("float64") is layer
     assert layer.dtype == numpy.float64
-    for v, b in zip(layer.variables(), before):
+    for v, b in zip(layer.variables(), before, strict=True):
         assert v.value.dtype == numpy.float64 and v.grad.dtype == numpy.float64
         numpy.testing.assert_array_equal(v.value, b.astype(numpy.float64))
     assert layer.forward(rng.standard_normal(shape), train=True).dtype == numpy.float64
@@ -184,7 +184,7 @@ def test_cast_to_a_non_float_dtype_is_rejected(kind, dtype):
     with pytest.raises(xpnet.DTypeError, match=message_with("castme", "float32 or float64",
                                                             numpy.dtype(dtype).name)):
         layer.cast(dtype)
-    for v, b in zip(layer.variables(), before):
+    for v, b in zip(layer.variables(), before, strict=True):
         assert v.value.dtype == numpy.float32
         numpy.testing.assert_array_equal(v.value, b)
 
@@ -196,13 +196,13 @@ def test_apply_to_strict_device_keeps_values_and_moves_grads(rng, kind):
     values = [v.value.copy() for v in layer.variables()]
     assert layer.apply(lambda a: xpnet.to_device(a, STRICT_DEVICE)) is layer
     assert layer._cache is None
-    for v, value in zip(layer.variables(), values):
+    for v, value in zip(layer.variables(), values, strict=True):
         assert isinstance(v.value, StrictArray) and isinstance(v.grad, StrictArray)
         assert xpnet.device_of(v.grad) == STRICT_DEVICE
         numpy.testing.assert_array_equal(host(v.value), value)
         numpy.testing.assert_array_equal(host(v.grad), numpy.zeros_like(value))
     layer.apply(lambda a: xpnet.to_device(a, "cpu"))
-    for v, value in zip(layer.variables(), values):
+    for v, value in zip(layer.variables(), values, strict=True):
         assert isinstance(v.value, numpy.ndarray) and isinstance(v.grad, numpy.ndarray)
         numpy.testing.assert_array_equal(v.value, value)
         assert v.grad.shape == value.shape and v.grad.dtype == value.dtype
@@ -219,7 +219,7 @@ def test_same_results_on_numpy_and_strict_device(rng, kind):
     numpy.testing.assert_array_equal(host(y_dev), y)
     dy = rng.standard_normal(y.shape).astype(numpy.float32)
     numpy.testing.assert_array_equal(host(on_device.backward(strict.asarray(dy))), on_host.backward(dy))
-    for a, b in zip(on_device.variables(), on_host.variables()):
+    for a, b in zip(on_device.variables(), on_host.variables(), strict=True):
         numpy.testing.assert_array_equal(host(a.value), b.value)
         numpy.testing.assert_array_equal(host(a.grad), b.grad)
 

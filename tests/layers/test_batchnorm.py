@@ -66,7 +66,7 @@ def test_running_statistics_update_in_training_only(xp, rng):
     numpy.testing.assert_allclose(host(layer.running_var.value), expected_var, rtol=1e-12)
     after_training = [host(b.value).copy() for b in layer.buffers()]
     layer.forward(xp.asarray(x + 100), train=False)
-    for b, before in zip(layer.buffers(), after_training):
+    for b, before in zip(layer.buffers(), after_training, strict=True):
         numpy.testing.assert_array_equal(host(b.value), before)
 
 
@@ -102,7 +102,7 @@ def test_zero_grad_leaves_buffers_and_backward_never_touches_them(rng):
     stats = [b.value.copy() for b in layer.buffers()]
     layer.backward(rng.standard_normal((2, 2, 2, 2)))
     layer.zero_grad()
-    for b, s in zip(layer.buffers(), stats):
+    for b, s in zip(layer.buffers(), stats, strict=True):
         numpy.testing.assert_array_equal(b.value, s)
         assert not numpy.any(b.grad)
 
@@ -111,7 +111,7 @@ def test_reset_parameters_restores_the_initial_state(xp, rng):
     layer = _randomise(BatchNorm2d(3), rng).apply(xp.asarray)
     layer.reset_parameters()
     fresh = BatchNorm2d(3, dtype=numpy.float64)
-    for v, f in zip(layer.variables(), fresh.variables()):
+    for v, f in zip(layer.variables(), fresh.variables(), strict=True):
         numpy.testing.assert_array_equal(host(v.value), f.value)
 
 

@@ -1,5 +1,7 @@
 """Conv2d layer: gradients, wiring to the conv op, shapes, parameters, seeds and bad inputs."""
 
+import json
+
 import numpy
 import pytest
 
@@ -228,16 +230,27 @@ def test_constructor_rejects_non_float_dtype(dtype):
         Conv2d(1, 2, 3, dtype=dtype, name="conv_d")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: xpnet/ops/_args.py check_padding accepts malformed padding "
-                                       "(3-tuples, one side); the error only comes at forward")
-@pytest.mark.parametrize("padding", [(1, 2, 3), ((1, 2),), ((1, 1), (2, 2), (3, 3))])
+@pytest.mark.parametrize("padding", [
+    (1, 2, 3), ((1, 2),), ((1, 1), (2, 2), (3, 3)), None, 1.5,
+    ((1, 1), 2),
+])
 def test_constructor_rejects_malformed_padding(padding):
-    with pytest.raises(ValueError, match="padding"):
-        Conv2d(1, 1, 3, padding=padding)
+    with pytest.raises(ValueError, match=message_with("conv_p", "padding", repr(padding))):
+        Conv2d(1, 1, 3, padding=padding, name="conv_p")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: xpnet/ops/_args.py as_pair refuses numpy integers "
-                                       "(TypeError 'not iterable') though in_channels accepts them")
+@pytest.mark.parametrize("padding, config", [
+    (numpy.int64(1), 1), ((numpy.int64(1), 2), [1, 2]), ([[1, 0], [0, 2]], [[1, 0], [0, 2]]), ("same", "same"),
+])
+def test_padding_is_stored_as_plain_data(rng, padding, config):
+    layer = Conv2d(1, 1, 3, padding=padding, seed=0)
+    assert layer.config()["padding"] == config
+    assert json.loads(json.dumps(layer.config()))["padding"] == config
+    x = rng.standard_normal((1, 1, 5, 5)).astype(numpy.float32)
+    numpy.testing.assert_array_equal(Conv2d(**layer.config(), seed=0)(x), layer(x))
+
+
 def test_constructor_accepts_numpy_integer_sizes():
-    layer = Conv2d(numpy.int64(1), 2, numpy.int64(3), stride=numpy.int64(2))
-    assert layer.kernel_size == (3, 3) and layer.stride == (2, 2)
+    layer = Conv2d(numpy.int64(1), 2, numpy.int64(3), stride=numpy.int64(2), dilation=(numpy.int32(1), 2))
+    assert layer.kernel_size == (3, 3) and layer.stride == (2, 2) and layer.dilation == (1, 2)
+    assert json.loads(json.dumps(layer.config())) == layer.config()

@@ -179,9 +179,15 @@ def test_constructor_rejects_bad_arguments(layer_cls, kwargs, parts):
         layer_cls(**args)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: xpnet/ops/_args.py as_pair calls tuple() on a non-int scalar, "
-                                       "so kernel_size=2.5 raises TypeError 'float object is not iterable'")
+@pytest.mark.parametrize("kernel_size", [2.5, "2", None])
 @pytest.mark.parametrize("layer_cls", POOLS)
-def test_constructor_rejects_float_kernel_size_with_a_clear_message(layer_cls):
-    with pytest.raises(ValueError, match=message_with("pool_x", "kernel_size", "2.5")):
-        layer_cls(2.5, name="pool_x")
+def test_constructor_rejects_non_int_kernel_size_with_a_clear_message(layer_cls, kernel_size):
+    with pytest.raises(ValueError, match=message_with("pool_x", "kernel_size", repr(kernel_size))):
+        layer_cls(kernel_size, name="pool_x")
+
+
+@pytest.mark.parametrize("layer_cls", POOLS)
+def test_numpy_integer_sizes_are_plain_ints_in_the_config(layer_cls):
+    layer = layer_cls(numpy.int64(3), numpy.int32(2), numpy.int64(1))
+    assert json.loads(json.dumps(layer.config()))["kernel_size"] == [3, 3]
+    assert layer.config()["stride"] == [2, 2] and layer.config()["padding"] == [1, 1]

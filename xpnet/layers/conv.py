@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy
@@ -14,6 +15,15 @@ from ..ops.conv import DEFAULT_WORKSPACE_BYTES, check_conv_input, conv2d_backwar
 from ..ops.im2col import output_hw
 from ..parameter import Parameter
 from .base import Layer, Shape, as_rng, draw_into, float_dtype, positive_int
+
+
+def _plain_padding(padding: Padding) -> Padding:
+    """A validated padding with Python ints and tuples only (numpy integers and lists converted)."""
+    if isinstance(padding, str):
+        return padding
+    if isinstance(padding, numbers.Integral):
+        return int(padding)
+    return tuple(_plain_padding(side) for side in padding)  # type: ignore[return-value]
 
 
 class Conv2d(Layer):
@@ -44,7 +54,7 @@ class Conv2d(Layer):
             check_padding(padding)
         except ValueError as exc:
             raise ValueError(f"{who}: {exc}") from None
-        self.padding = padding
+        self.padding = _plain_padding(padding)
         self.max_workspace_bytes = positive_int(max_workspace_bytes, "max_workspace_bytes", who)
         self.weight_init, self.bias_init = get_initializer(weight_init), get_initializer(bias_init)
         dtype = float_dtype(dtype, self.name)
@@ -93,7 +103,8 @@ class Conv2d(Layer):
         return dx
 
     def config(self) -> dict[str, Any]:
-        padding = self.padding if isinstance(self.padding, (int, str)) else list(self.padding)
+        padding = self.padding if isinstance(self.padding, (int, str)) else [
+            side if isinstance(side, int) else list(side) for side in self.padding]
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size), "stride": list(self.stride),
                 "padding": padding, "dilation": list(self.dilation), "groups": self.groups,

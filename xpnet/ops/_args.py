@@ -48,6 +48,9 @@ def check_padding(padding: Padding, name: str = "padding") -> None:
     if len(padding) != 2:
         raise ValueError(f"{name} must be an int, a pair or ((top, bottom), (left, right)); received {padding!r}")
     for side in padding:
+        if not isinstance(side, (tuple, list)):
+            raise ValueError(f"{name} must be an int, a pair or ((top, bottom), (left, right)); "
+                             f"received {padding!r}")
         as_pair(side, name, minimum=0)  # type: ignore[arg-type]
 
 
