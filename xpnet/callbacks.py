@@ -83,7 +83,8 @@ class _Monitor(Callback):
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved for ``patience`` epochs; optionally restore the best weights."""
+    """Stop when ``monitor`` has gone more than ``patience`` epochs without improving (``patience=0``
+    stops at the first epoch that does not improve); optionally restore the best weights."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
                  mode: str = "auto", restore_best_weights: bool = False) -> None:
@@ -170,7 +171,8 @@ class CSVLogger(Callback):
 
 
 class ReduceLROnPlateau(_Monitor):
-    """Multiply the learning rate by ``factor`` when ``monitor`` stalls for ``patience`` epochs."""
+    """Multiply the learning rate by ``factor`` when ``monitor`` has gone more than ``patience`` epochs
+    without improving; then wait ``cooldown`` epochs before counting again (PyTorch's semantics)."""
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
                  min_delta: float = 1e-4, mode: str = "auto", min_lr: float = 0.0, cooldown: int = 0) -> None:
@@ -184,11 +186,14 @@ class ReduceLROnPlateau(_Monitor):
         value = self._value(logs)
         if value is None:
             return
-        if self.cooldown_left > 0:
+        in_cooldown = self.cooldown_left > 0
+        if in_cooldown:
             self.cooldown_left -= 1
             self.wait = 0
         if self._improved(value):
             self.best, self.wait = value, 0
+            return
+        if in_cooldown:  # epochs in cooldown do not count towards patience
             return
         self.wait += 1
         optimizer = self.model.optimizer

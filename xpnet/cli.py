@@ -15,12 +15,32 @@ from . import __version__, backend, datasets, optim
 from .models import lenet5
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train LeNet-5 on MNIST (the built-in subset by default)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--epochs", type=_positive_int, default=5)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--lr", type=_positive_float, default=2e-3, help="Adam learning rate (default 2e-3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=None, help="folder with the four MNIST IDX files")
     p.add_argument("--out", type=Path, default=Path("lenet5.xpnet"), help="model file to write")
@@ -31,9 +51,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 def train(args: argparse.Namespace) -> int:
     """Train, report test accuracy and speed, save the model (and a plot)."""
-    (x, y), (x_test, y_test) = datasets.load_mnist(args.data)
+    try:
+        (x, y), (x_test, y_test) = datasets.load_mnist(args.data)
+        model = lenet5(seed=args.seed, device=args.device)
+    except (OSError, ValueError) as exc:  # a bad --data folder or --device name: no traceback
+        print(f"xpnet train: error: {exc}", file=sys.stderr)
+        return 2
     source = args.data or "built-in MNIST subset"
-    model = lenet5(seed=args.seed, device=args.device)
     model.compile(optim.Adam(lr=args.lr), "cross_entropy", ["accuracy"])
     print(f"Training LeNet-5 on {len(x):,} images ({source}), testing on {len(x_test):,}; "
           f"device {model.device}, {args.epochs} epochs, batch {args.batch_size}")

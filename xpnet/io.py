@@ -13,11 +13,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
-import tempfile
+import secrets
+import struct
 import zipfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import numpy
 
@@ -30,6 +34,9 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_RATIO = 100  # a member may not expand more than 100x (zip bombs)
 LAYER_REGISTRY: dict[str, type] = {name: getattr(_layers, name) for name in _layers.__all__ if name != "Layer"}
 ALLOWED_DTYPES = ("float32", "float64")
+# what zipfile/zlib raise on damaged archives (bad headers, CRCs, flags, methods, sizes)
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
+               RuntimeError, zlib.error, struct.error)
 
 
 def array_digest(array: numpy.ndarray) -> str:
@@ -59,7 +66,10 @@ def _fsync_dir(directory: Path) -> None:
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(file)`` so readers see the old file or the new one, never a torn one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    # os.open with 0o666 (not tempfile.mkstemp, whose 0o600 would survive the rename): the saved
+    # file gets the permissions the umask gives any new file, like numpy.save or open(path, "wb").
+    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -96,13 +106,15 @@ def _fail(path: Path, cause: str) -> ModelFileError:
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
+    if not path.is_file():
+        raise _fail(path, "not a regular file (a model file is a single .xpnet file)")
     try:
         return zipfile.ZipFile(path)
     except zipfile.BadZipFile:
         raise _fail(path, "not an xpnet model file (not a zip archive: truncated, corrupt or another format)") from None
-    except (OSError, ValueError, EOFError) as exc:
+    except _ZIP_ERRORS as exc:
         raise _fail(path, f"cannot be read as a zip archive ({exc})") from None
 
 
@@ -115,7 +127,7 @@ def _read_member(path: Path, zf: zipfile.ZipFile, name: str, limit: int) -> byte
         raise _fail(path, f"member {name!r} declares {info.file_size} bytes, which is too large")
     try:
         return zf.read(name)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+    except _ZIP_ERRORS as exc:
         raise _fail(path, f"member {name!r} is corrupt ({exc})") from None
 
 
@@ -123,7 +135,7 @@ def _read_config(path: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
     raw = _read_member(path, zf, "config.json", MAX_CONFIG_BYTES)
     try:
         config = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise _fail(path, f"config.json is not valid JSON ({exc})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise _fail(path, f"config.json does not describe an {FORMAT_NAME} file")
@@ -134,14 +146,26 @@ def _read_config(path: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
         raise _fail(path, f"written by xpnet format {version}; this xpnet reads format <= {FORMAT_VERSION}")
     if not isinstance(config.get("arrays"), dict) or not isinstance(config.get("layers"), list):
         raise _fail(path, "config.json lacks its 'layers' list or 'arrays' table")
+    for entry in config["layers"]:  # every class is checked, also by load_weights, which builds none
+        _check_layer_entry(path, entry)
     return config
 
 
+def _check_layer_entry(path: Path, entry: Any) -> None:
+    if (not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict)
+            or not isinstance(entry.get("name"), (str, type(None)))):
+        raise _fail(path, f"invalid layer entry {entry!r}")
+    name = entry.get("class")
+    if not isinstance(name, str) or name not in LAYER_REGISTRY:
+        raise _fail(path, f"unknown layer class {name!r}; known: {', '.join(sorted(LAYER_REGISTRY))}")
+
+
 def _read_array(path: Path, zf: zipfile.ZipFile, name: str, spec: Any) -> numpy.ndarray:
-    if not isinstance(spec, dict) or spec.get("dtype") not in ALLOWED_DTYPES or not isinstance(spec.get("shape"), list):
+    if (not isinstance(spec, dict) or spec.get("dtype") not in ALLOWED_DTYPES or not isinstance(spec.get("shape"), list)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in spec["shape"])):
         raise _fail(path, f"array {name!r} has an invalid description in config.json: {spec!r}")
     shape = tuple(spec["shape"])
-    expected_bytes = int(numpy.prod(shape, dtype=numpy.int64)) * numpy.dtype(spec["dtype"]).itemsize
+    expected_bytes = math.prod(shape) * numpy.dtype(spec["dtype"]).itemsize  # Python ints: no overflow
     raw = _read_member(path, zf, f"arrays/{name}.npy", expected_bytes + 4096)
     try:
         array = numpy.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
@@ -171,12 +195,9 @@ def read_archive(path: str | Path) -> tuple[dict[str, Any], dict[str, numpy.ndar
 
 def layer_from_config(path: Path, entry: Any) -> Any:
     """Build a layer from its config entry; the class must be one of xpnet's own layers."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict):
-        raise _fail(path, f"invalid layer entry {entry!r}")
-    cls = LAYER_REGISTRY.get(entry.get("class"))  # type: ignore[arg-type]
-    if cls is None:
-        raise _fail(path, f"unknown layer class {entry.get('class')!r}; known: {', '.join(sorted(LAYER_REGISTRY))}")
+    _check_layer_entry(path, entry)
+    cls = LAYER_REGISTRY[entry["class"]]
     try:
         return cls(**entry.get("config", {}), name=entry.get("name"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError, MemoryError) as exc:
         raise _fail(path, f"invalid config for layer {entry.get('name')!r} ({exc})") from None

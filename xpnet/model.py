@@ -50,13 +50,24 @@ class Network:
         self.to(device)
 
     def _name_layers(self) -> None:
-        """Give default-named layers unique Keras-like names: conv2d, conv2d_1, ..."""
-        seen: dict[str, int] = {}
+        """Give default-named layers unique Keras-like names: conv2d, conv2d_1, ...
+
+        Names the user chose are kept (and must be unique); default names skip them, since
+        parameters are saved and loaded under ``layer_name/param_name``.
+        """
+        chosen = [layer.name for layer in self.layers if layer.name != type(layer).__name__]
+        repeated = sorted({name for name in chosen if chosen.count(name) > 1})
+        if repeated:
+            raise ValueError(f"layer names must be unique; {', '.join(map(repr, repeated))} used more than once")
+        taken, seen = set(chosen), {}
         for layer in self.layers:
             if layer.name == type(layer).__name__:
                 base = _snake(layer.name)
                 count = seen.get(base, 0)
-                layer.name = base if count == 0 else f"{base}_{count}"
+                while (name := base if count == 0 else f"{base}_{count}") in taken:
+                    count += 1
+                layer.name = name
+                taken.add(name)
                 seen[base] = count + 1
 
     # --- parameters and devices -------------------------------------------------
@@ -95,7 +106,11 @@ class Network:
         raises DeviceError when ``strict``).
         """
         target = get_device(device, strict=strict)
+        variables = [v for layer in self.layers for v in layer.variables()]
+        grads = [to_device(v.grad, target) for v in variables]  # Parameter.apply resets grads: keep them
         self._apply(lambda a: to_device(a, target))
+        for variable, grad in zip(variables, grads, strict=True):
+            variable.grad = grad
         self._device = target
         return self
 

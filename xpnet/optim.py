@@ -13,6 +13,7 @@ the first step, and kept in a list aligned with the parameter list (never keyed 
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any, Callable, Iterable, Sequence
 
@@ -108,7 +109,7 @@ def global_norm(grads: Sequence[Array]) -> Array:
     peak = abs(grads[0]).max()
     for g in grads[1:]:
         peak = xp.maximum(peak, abs(g).max())
-    scale = xp.where(xp.isfinite(peak) & (peak > 0), peak, 1).astype(grads[0].dtype)
+    scale = xp.where(xp.isfinite(peak) & (peak > 0), peak, xp.ones_like(peak)).astype(grads[0].dtype)
     return xp.sqrt(sum(((g / scale) ** 2).sum() for g in grads)) * scale
 
 
@@ -310,7 +311,9 @@ def get_optimizer(name: str | Optimizer) -> Optimizer:
         return name
     lookup = {k.lower(): v for k, v in OPTIMIZERS.items()}
     if not isinstance(name, str) or name.lower() not in lookup:
-        raise ValueError(f"Unknown optimizer {name!r}. Available: {', '.join(sorted(lookup))}")
+        close = difflib.get_close_matches(str(name).lower(), list(lookup), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown optimizer {name!r}. Available: {', '.join(sorted(lookup))}.{hint}")
     return lookup[name.lower()]()
 
 

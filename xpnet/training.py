@@ -61,7 +61,7 @@ class Sequential(Network):
         self.optimizer: Optimizer | None = None
         self.loss_name: str | None = None
         self.metric_names: list[str] = []
-        self.epoch = 0  # epochs completed (fit continues from here)
+        self.epoch = 0  # index of the last completed epoch + 1 (saved in checkpoints)
         self.stop_training = False
         super().__init__(*layers, seed=seed, device=device, dtype=dtype)
 
@@ -72,8 +72,10 @@ class Sequential(Network):
         metric_names = list(metrics or [])
         for name in metric_names:
             get_metric(name)
-        self.loss_name, self._loss_fn = get_loss(loss)
-        self.optimizer = get_optimizer(optimizer).bind(self.parameters())
+        loss_name, loss_fn = get_loss(loss)
+        optimizer = get_optimizer(optimizer)  # resolve everything before changing the model
+        self.loss_name, self._loss_fn = loss_name, loss_fn
+        self.optimizer = optimizer.bind(self.parameters())
         self.metric_names = metric_names
         return self
 
@@ -101,7 +103,7 @@ class Sequential(Network):
         if x.ndim < 1 or len(x) == 0:
             raise ValueError(f"{what} got 0 samples")
         if finite:
-            check_finite(x, f"Input {what}")
+            check_finite(x, f"{what}: input x")
         return x, self.check_input_shape(x.shape[1:])
 
     def _check_y(self, y: Any, n: int, out_shape: tuple[int, ...], what: str) -> numpy.ndarray:
@@ -152,8 +154,9 @@ class Sequential(Network):
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
             validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
             callbacks: Iterable[Callback] | None = None, verbose: int = 1,
-            initial_epoch: int | None = None, on_nonfinite: str = "stop", check_finite: bool = True) -> History:
-        """Train for ``epochs`` epochs (counted from ``initial_epoch``, by default the epochs already done).
+            initial_epoch: int = 0, on_nonfinite: str = "stop", check_finite: bool = True) -> History:
+        """Train from epoch ``initial_epoch`` up to ``epochs`` (as in Keras: each call trains
+        ``epochs - initial_epoch`` epochs; resume a checkpoint with ``initial_epoch=model.epoch``).
 
         ``validation_split`` holds out a random fraction drawn from the model's seed (the same
         split on every call).  A non-finite loss stops training (recorded in ``history.nonfinite``)
@@ -174,8 +177,7 @@ class Sequential(Network):
         self.stop_training = False
         for cb in callbacks:
             cb.on_train_begin()
-        start = self.epoch if initial_epoch is None else int(initial_epoch)
-        for epoch in range(start, epochs):
+        for epoch in range(int(initial_epoch), epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             progress = Progress(math.ceil(len(x) / batch_size), f"Epoch {epoch + 1}/{epochs}", verbose)
@@ -330,6 +332,8 @@ def _assign(model: Network, path: Path, arrays: dict[str, numpy.ndarray]) -> Non
     """Copy validated host arrays into the model; checks every name and shape first."""
     variables = dict(model.variables())
     problems = [f"missing {name}" for name in variables if name not in arrays]
+    problems += [f"unexpected {name}" for name in arrays
+                 if name not in variables and not name.startswith("optimizer/")]
     problems += [f"size mismatch for {name}: file {arrays[name].shape}, model {v.shape}"
                  for name, v in variables.items() if name in arrays and arrays[name].shape != v.shape]
     if problems:
@@ -364,7 +368,7 @@ def _restore_training(model: Sequential, path: Path, training: dict[str, Any],
         opt = model.optimizer
         names = opt.state_names
         if any(f"optimizer/0/{k}" in arrays for k in names):
-            opt.state = [{k: arrays[f"optimizer/{i}/{k}"].astype(p.value.dtype) for k in names}
+            opt.state = [{k: _state_array(path, arrays, f"optimizer/{i}/{k}", p) for k in names}
                          for i, p in enumerate(opt.params)]
         opt.iterations, opt.lr_scale = int(training["iterations"]), float(training["lr_scale"])
         model.epoch = int(training["epoch"])
@@ -374,3 +378,13 @@ def _restore_training(model: Sequential, path: Path, training: dict[str, Any],
                 layer.rng.bit_generator.state = training["layer_rngs"][layer.name]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{path}: invalid training state ({exc.__class__.__name__}: {exc})") from None
+
+
+def _state_array(path: Path, arrays: dict[str, numpy.ndarray], name: str, param: Any) -> numpy.ndarray:
+    """An optimizer state array from a checkpoint, which must match its parameter's shape."""
+    if name not in arrays:
+        raise ModelFileError(f"{path}: checkpoint lacks optimizer state {name!r}")
+    if arrays[name].shape != param.shape:
+        raise ModelFileError(f"{path}: optimizer state {name!r} has shape {arrays[name].shape}, "
+                             f"but its parameter has shape {param.shape}")
+    return arrays[name].astype(param.value.dtype)
