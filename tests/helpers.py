@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy
 
@@ -64,7 +65,7 @@ def gradcheck(xp: Any, forward: Callable, backward: Callable, inputs: Sequence[n
         assert analytic is not None, f"no gradient returned for input #{i}"
         assert analytic.shape == inputs[i].shape, f"gradient #{i} shape {analytic.shape} != {inputs[i].shape}"
 
-        def loss_at(delta: numpy.ndarray) -> float:
+        def loss_at(delta: numpy.ndarray, i: int = i) -> float:
             shifted = list(inputs)
             shifted[i] = inputs[i] + delta
             return _loss(forward, xp, shifted, dy)

@@ -8,7 +8,7 @@ are C_in/g*KH*KW and C_out*KH*KW, as in PyTorch.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy
 

@@ -8,8 +8,8 @@ number of correct samples as a device scalar, so summing it needs no host sync.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from .backend import Array, get_xp
 from .ops.loss import binary_cross_entropy_with_logits, mse, softmax_cross_entropy

@@ -7,7 +7,8 @@ by :class:`xpnet.training.Sequential`, which is what users build.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy
 
@@ -99,7 +100,7 @@ class Network:
         for layer in self.layers:
             layer.apply(fn)
 
-    def to(self, device: str | Device, strict: bool = False) -> "Network":
+    def to(self, device: str | Device, strict: bool = False) -> Network:
         """Move parameters and gradients (and optimizer state, once compiled) to ``device``; returns self.
 
         "cuda" without a usable GPU falls back to the CPU with one RuntimeWarning (or
@@ -114,7 +115,7 @@ class Network:
         self._device = target
         return self
 
-    def cast(self, dtype: Any) -> "Network":
+    def cast(self, dtype: Any) -> Network:
         """Cast every parameter to float32 or float64; returns self."""
         for layer in self.layers:
             layer.cast(dtype)
@@ -126,12 +127,12 @@ class Network:
             layer.zero_grad()
 
     # --- modes and computation --------------------------------------------------
-    def train(self, mode: bool = True) -> "Network":
+    def train(self, mode: bool = True) -> Network:
         """Training mode (dropout active, batch statistics); returns self."""
         self.training = bool(mode)
         return self
 
-    def eval(self) -> "Network":
+    def eval(self) -> Network:
         """Evaluation mode; returns self."""
         return self.train(False)
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from .backend import Array, get_xp
 from .parameter import Parameter
@@ -143,7 +144,7 @@ class Optimizer:
         if params is not None:
             self.bind(params)
 
-    def bind(self, params: Iterable[Parameter]) -> "Optimizer":
+    def bind(self, params: Iterable[Parameter]) -> Optimizer:
         """Attach the parameters to update (a model's compile() does this); resets state."""
         self.params = [p for p in params if p.trainable]
         self.state = []

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable
 
 import numpy
 
@@ -67,7 +68,7 @@ class Sequential(Network):
 
     # --- setup ----------------------------------------------------------------------
     def compile(self, optimizer: str | Optimizer = "adam", loss: Any = "cross_entropy",
-                metrics: Sequence[str] | None = None) -> "Sequential":
+                metrics: Sequence[str] | None = None) -> Sequential:
         """Choose optimizer, loss ("cross_entropy", "mse", "binary_cross_entropy") and metrics; returns self."""
         metric_names = list(metrics or [])
         for name in metric_names:
@@ -79,13 +80,13 @@ class Sequential(Network):
         self.metric_names = metric_names
         return self
 
-    def to(self, device: str | Device, strict: bool = False) -> "Sequential":
+    def to(self, device: str | Device, strict: bool = False) -> Sequential:
         super().to(device, strict)
         if self.optimizer is not None:
             self.optimizer.apply(lambda a: to_device(a, self.device))
         return self
 
-    def cast(self, dtype: Any) -> "Sequential":
+    def cast(self, dtype: Any) -> Sequential:
         super().cast(dtype)
         if self.optimizer is not None:
             self.optimizer.apply(lambda a: a.astype(dtype))
@@ -154,13 +155,16 @@ class Sequential(Network):
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
             validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
             callbacks: Iterable[Callback] | None = None, verbose: int = 1,
-            initial_epoch: int = 0, on_nonfinite: str = "stop", check_finite: bool = True) -> History:
+            initial_epoch: int = 0, on_nonfinite: str = "stop", check_finite: bool = True,
+            augment: Callable[[numpy.ndarray, numpy.random.Generator], numpy.ndarray] | None = None) -> History:
         """Train from epoch ``initial_epoch`` up to ``epochs`` (as in Keras: each call trains
         ``epochs - initial_epoch`` epochs; resume a checkpoint with ``initial_epoch=model.epoch``).
 
         ``validation_split`` holds out a random fraction drawn from the model's seed (the same
         split on every call).  A non-finite loss stops training (recorded in ``history.nonfinite``)
-        or, with ``on_nonfinite="raise"``, raises :class:`NonFiniteError`.
+        or, with ``on_nonfinite="raise"``, raises :class:`NonFiniteError`.  ``augment(images, rng)``
+        (e.g. :class:`xpnet.augment.RandomShift`) transforms each host training batch, with
+        randomness from the model's generator.
         """
         self._require_compiled("fit")
         epochs, batch_size = _check_positive_int(epochs, "epochs"), _check_positive_int(batch_size, "batch_size")
@@ -181,7 +185,7 @@ class Sequential(Network):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             progress = Progress(math.ceil(len(x) / batch_size), f"Epoch {epoch + 1}/{epochs}", verbose)
-            logs = self._train_epoch(x, y, batch_size, shuffle, epoch, progress, on_nonfinite, history)
+            logs = self._train_epoch(x, y, batch_size, shuffle, epoch, progress, on_nonfinite, history, augment)
             if validation is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*validation, batch_size).items()})
             progress.close(logs)
@@ -209,7 +213,8 @@ class Sequential(Network):
         return x[train], y[train], (x[val], y[val])
 
     def _train_epoch(self, x: numpy.ndarray, y: numpy.ndarray, batch_size: int, shuffle: bool, epoch: int,
-                     progress: Progress, on_nonfinite: str, history: History) -> dict[str, float]:
+                     progress: Progress, on_nonfinite: str, history: History,
+                     augment: Callable | None = None) -> dict[str, float]:
         self.train()
         order = self.rng.permutation(len(x)) if shuffle else numpy.arange(len(x))
         totals = numpy.zeros(1 + len(self.metric_names))
@@ -217,7 +222,8 @@ class Sequential(Network):
         n_batches = math.ceil(len(x) / batch_size)
         for b in range(n_batches):
             index = order[b * batch_size:(b + 1) * batch_size]
-            xb, yb = self._to_model(x[index]), self._to_model(y[index], cast=False)
+            x_host = x[index] if augment is None else augment(x[index], self.rng)
+            xb, yb = self._to_model(x_host), self._to_model(y[index], cast=False)
             out = self.forward(xb, train=True)
             loss, dout = self._loss_fn(out, yb)
             self.optimizer.zero_grad()
@@ -321,7 +327,7 @@ class Sequential(Network):
                 "iterations": self.optimizer.iterations, "lr_scale": self.optimizer.lr_scale,
                 "epoch": self.epoch, "rng": self.rng.bit_generator.state, "layer_rngs": generators}
 
-    def load_weights(self, path: str | Path) -> "Sequential":
+    def load_weights(self, path: str | Path) -> Sequential:
         """Load parameters from a model file into this model (same architecture); all-or-nothing."""
         _, arrays = read_archive(path)
         _assign(self, Path(path), arrays)

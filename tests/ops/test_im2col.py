@@ -76,7 +76,7 @@ def test_integer_valued_float32_is_exact_on_every_backend(xp, case):
 
 
 def test_col2im_of_ones_counts_the_windows_covering_each_pixel(xp):
-    shape, kernel, stride, pads = (1, 1, 5, 5), (3, 3), (2, 2), ((0, 0), (0, 0))
+    shape, stride, pads = (1, 1, 5, 5), (2, 2), ((0, 0), (0, 0))  # kernel 3x3, output 2x2
     ones = numpy.ones((1, 1, 3, 3, 2, 2))
     counts = host(col2im(xp.asarray(ones), shape, stride, pads))
     row = numpy.array([1, 1, 2, 1, 1], dtype=float)

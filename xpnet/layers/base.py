@@ -7,7 +7,8 @@ the pure ops of :mod:`xpnet.ops`.  ``forward`` keeps the op's cache on the layer
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy
 
@@ -78,14 +79,14 @@ class Layer:
         for p in self.parameters():
             p.zero_grad()
 
-    def apply(self, fn: Callable[[Array], Array]) -> "Layer":
+    def apply(self, fn: Callable[[Array], Array]) -> Layer:
         """Replace every array the layer owns by ``fn(array)`` (a move or a cast); returns self."""
         for v in self.variables():
             v.apply(fn)
         self._cache = None
         return self
 
-    def cast(self, dtype: Any) -> "Layer":
+    def cast(self, dtype: Any) -> Layer:
         """Cast parameters and buffers to a float dtype (float32 or float64); returns self."""
         dtype = float_dtype(dtype, self.name)
         return self.apply(lambda a: a.astype(dtype))

@@ -10,7 +10,10 @@ import numpy
 from ..backend import Array
 from ..errors import ShapeError
 from ..ops.batchnorm import (
-    batch_norm2d_backward, batch_norm2d_forward, check_batchnorm_input, update_running_stats,
+    batch_norm2d_backward,
+    batch_norm2d_forward,
+    check_batchnorm_input,
+    update_running_stats,
 )
 from ..parameter import Parameter
 from .base import Layer, Shape, float_dtype, positive_int

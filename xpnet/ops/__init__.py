@@ -4,9 +4,20 @@ Every op takes its array module from its inputs, so it runs on numpy and cupy al
 """
 
 from .activation import (
-    gelu_backward, gelu_forward, leaky_relu_backward, leaky_relu_forward, log_softmax_backward,
-    log_softmax_forward, relu_backward, relu_forward, sigmoid_backward, sigmoid_forward,
-    softmax_backward, softmax_forward, tanh_backward, tanh_forward,
+    gelu_backward,
+    gelu_forward,
+    leaky_relu_backward,
+    leaky_relu_forward,
+    log_softmax_backward,
+    log_softmax_forward,
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax_backward,
+    softmax_forward,
+    tanh_backward,
+    tanh_forward,
 )
 from .batchnorm import batch_norm2d_backward, batch_norm2d_forward, update_running_stats
 from .conv import DEFAULT_WORKSPACE_BYTES, conv2d_backward, conv2d_forward
@@ -15,8 +26,14 @@ from .im2col import col2im, im2col, output_size
 from .linear import linear_backward, linear_forward
 from .loss import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
 from .pool import (
-    avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward, global_avg_pool2d_forward,
-    max_pool2d_backward, max_pool2d_forward, min_pool2d_backward, min_pool2d_forward,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+    min_pool2d_backward,
+    min_pool2d_forward,
 )
 from .reshape import flatten_backward, flatten_forward, upsample2d_backward, upsample2d_forward
 

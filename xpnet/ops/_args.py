@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numbers
-from typing import Union
 
 from ..errors import DTypeError
 
-IntPair = Union[int, tuple[int, int]]
-Padding = Union[int, str, tuple[int, int], tuple[tuple[int, int], tuple[int, int]]]
+IntPair = int | tuple[int, int]
+Padding = int | str | tuple[int, int] | tuple[tuple[int, int], tuple[int, int]]
 # Resolved padding: ((top, bottom), (left, right))
 Pads = tuple[tuple[int, int], tuple[int, int]]
 

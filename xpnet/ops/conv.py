@@ -4,14 +4,14 @@ Forward, for output channel o of group g (``Cg = C / groups`` input channels eac
 
     y[n, o, p, q] = b[o] + sum_{c, i, j} w[o, c, i, j] * x_pad[n, g*Cg + c, p*SH + i*DH, q*SW + j*DW]
 
-With im2col this is one matrix product per sample and group:
-``cols (N, G, Cg*KH*KW, OH*OW)``, ``w (G, O/G, Cg*KH*KW)``, ``y = w @ cols``.
+With im2col in its batch-last layout this is one matrix product per group for the whole
+batch: ``cols (G, Cg*KH*KW, N*OH*OW)``, ``w (G, O/G, Cg*KH*KW)``, ``y = w @ cols``.
 
 Backward, given ``dy = dL/dy`` of shape (N, O, OH, OW):
 
     dL/db[o]          = sum_{n, p, q} dy[n, o, p, q]
     dL/dw[o, c, i, j] = sum_{n, p, q} dy[n, o, p, q] * x_pad[n, c, p*SH + i*DH, q*SW + j*DW]
-                      (= dy @ cols^T)
+                      (= dy @ cols^T, with dy as (G, O/G, N*OH*OW))
     dL/dx             = col2im(w^T @ dy)
 
 The input gradient is a *full* correlation of ``dy`` with the kernel rotated by 180
@@ -47,7 +47,7 @@ class ConvCache(NamedTuple):
     pads: Pads
     dilation: tuple[int, int]
     groups: int
-    cols: Array | None  # (N, G, Cg*KH*KW, OH*OW), kept only when the batch was not chunked
+    cols: Array | None  # (G, Cg*KH*KW, N*OH*OW), kept only when the batch was not chunked
     chunk: int          # samples per im2col pass
 
 
@@ -66,7 +66,8 @@ def _check_weight(x: Array, weight: Array, bias: Array | None, groups: int) -> N
     if weight.ndim != 4:
         raise ShapeError(f"conv2d weight must be 4-D (C_out, C_in/groups, KH, KW), got shape {tuple(weight.shape)}")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or weight.shape[0] % groups:
-        raise ValueError(f"conv2d groups must be a positive int dividing C_out={weight.shape[0]}; received groups={groups!r}")
+        raise ValueError(f"conv2d groups must be a positive int dividing C_out={weight.shape[0]}; "
+                         f"received groups={groups!r}")
     if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
         raise DTypeError(f"conv2d input, weight and bias must share one dtype; got input {x.dtype}, "
                          f"weight {weight.dtype}, bias {None if bias is None else bias.dtype}")
@@ -81,11 +82,16 @@ def _chunk_size(x: Array, weight: Array, out_hw: tuple[int, int], budget: int) -
 
 
 def _grouped_cols(x: Array, geometry: tuple, kernel: tuple[int, int]) -> Array:
-    """im2col of x, as (N, G, Cg*KH*KW, OH*OW); geometry is (stride, pads, dilation, groups)."""
+    """im2col of x, as (G, Cg*KH*KW, N*OH*OW); geometry is (stride, pads, dilation, groups)."""
     stride, pads, dilation, groups = geometry
-    cols = im2col(x, kernel, stride, pads, dilation)  # (N, C, KH, KW, OH, OW)
-    N = x.shape[0]
-    return cols.reshape(N, groups, -1, cols.shape[4] * cols.shape[5])  # (N, G, Cg*KH*KW, OH*OW)
+    cols = im2col(x, kernel, stride, pads, dilation, batch_last=True)  # (C, KH, KW, N, OH, OW)
+    return cols.reshape(groups, -1, cols.shape[3] * cols.shape[4] * cols.shape[5])  # (G, Cg*KH*KW, N*OH*OW)
+
+
+def _to_groups(a: Array, groups: int) -> Array:
+    """(n, C, H, W) -> (G, C/G, n*H*W): channels first, as the GEMMs want them (one copy)."""
+    n, C = a.shape[0], a.shape[1]
+    return a.transpose(1, 0, 2, 3).reshape(groups, C // groups, -1)  # (C, n, H, W) -> (G, C/G, n*H*W)
 
 
 def conv2d_forward(x: Array, weight: Array, bias: Array | None = None, stride: IntPair = 1,
@@ -107,12 +113,13 @@ def conv2d_forward(x: Array, weight: Array, bias: Array | None = None, stride: I
     w = weight.reshape(G, C_out // G, -1)  # (G, O/G, Cg*KH*KW)
     chunk = _chunk_size(x, weight, (OH, OW), max_workspace_bytes)
     geometry = (stride, pads, dilation, groups)
-    y = xp.empty((N, G, C_out // G, OH * OW), dtype=x.dtype)
+    y = xp.empty((N, C_out, OH, OW), dtype=x.dtype)
     cols = None
     for start in range(0, N, chunk):
         cols = _grouped_cols(x[start:start + chunk], geometry, kernel)
-        xp.matmul(w, cols, out=y[start:start + chunk])  # (n, G, O/G, OH*OW)
-    y = y.reshape(N, C_out, OH, OW)  # (N, G, O/G, OH*OW) -> (N, C_out, OH, OW)
+        y_chunk = xp.matmul(w, cols)  # (G, O/G, n*OH*OW)
+        n = cols.shape[2] // (OH * OW)
+        y[start:start + n] = y_chunk.reshape(C_out, n, OH, OW).transpose(1, 0, 2, 3)  # (n, C_out, OH, OW)
     if bias is not None:
         y += bias.reshape(1, C_out, 1, 1)
     keep = cols if chunk >= N else None
@@ -132,17 +139,17 @@ def conv2d_backward(dy: Array, cache: ConvCache, need_input_grad: bool = True
                          f"got {tuple(dy.shape)}")
     N, C_out, OH, OW = dy.shape
     geometry = (cache.stride, cache.pads, cache.dilation, G)
-    dy_g = dy.reshape(N, G, C_out // G, OH * OW)  # (N, G, O/G, OH*OW)
     w_t = weight.reshape(G, C_out // G, -1).swapaxes(1, 2)  # (G, Cg*KH*KW, O/G)
     dweight = xp.zeros((G, C_out // G, w_t.shape[1]), dtype=weight.dtype)  # (G, O/G, Cg*KH*KW)
     dx = xp.empty(x.shape, dtype=x.dtype) if need_input_grad else None
     for start in range(0, N, cache.chunk):
         stop = min(start + cache.chunk, N)
         cols = cache.cols if cache.cols is not None else _grouped_cols(x[start:stop], geometry, kernel)
-        dweight += xp.matmul(dy_g[start:stop], cols.swapaxes(2, 3)).sum(axis=0)
+        dy_g = _to_groups(dy[start:stop], G)  # (G, O/G, n*OH*OW)
+        dweight += xp.matmul(dy_g, cols.swapaxes(1, 2))  # (G, O/G, Cg*KH*KW)
         if need_input_grad:
-            dcols = xp.matmul(w_t, dy_g[start:stop])  # (n, G, Cg*KH*KW, OH*OW)
-            dcols = dcols.reshape(stop - start, x.shape[1], *kernel, OH, OW)  # (n, C, KH, KW, OH, OW)
-            dx[start:stop] = col2im(dcols, x.shape, cache.stride, cache.pads, cache.dilation)
+            dcols = xp.matmul(w_t, dy_g)  # (G, Cg*KH*KW, n*OH*OW)
+            dcols = dcols.reshape(x.shape[1], *kernel, stop - start, OH, OW)  # (C, KH, KW, n, OH, OW)
+            dx[start:stop] = col2im(dcols, x.shape, cache.stride, cache.pads, cache.dilation, batch_last=True)
     dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return dx, dweight.reshape(weight.shape), dbias

@@ -11,7 +11,10 @@ Notation used in every op module:
 ``im2col`` gathers, for every output pixel, the KH x KW input values it sees:
 ``cols[n, c, i, j, oh, ow] = x_padded[n, c, oh * SH + i * DH, ow * SW + j * DW]``.
 It is a loop over the KH x KW kernel positions, each one a strided slice copy of the
-whole batch, so it works unchanged on numpy and cupy.  ``col2im`` is its adjoint:
+whole batch, so it works unchanged on numpy and cupy.  With ``batch_last=True`` the
+columns are laid out as (C, KH, KW, N, OH, OW) instead: then a convolution over the
+whole batch is a single matrix product (C_out, C*KH*KW) @ (C*KH*KW, N*OH*OW), which
+BLAS runs much faster than N small products.  ``col2im`` is its adjoint:
 the same loop with ``+=``.  Within one statement the written positions are distinct,
 so the sums are deterministic (no ``add.at``, no atomics).
 """
@@ -63,33 +66,46 @@ def _window_slices(i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, i
 
 
 def im2col(x: Array, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
-           dilation: tuple[int, int] = (1, 1), pad_value: float = 0.0) -> Array:
-    """x (N, C, H, W) -> cols (N, C, KH, KW, OH, OW); see the module docstring."""
+           dilation: tuple[int, int] = (1, 1), pad_value: float = 0.0, batch_last: bool = False) -> Array:
+    """x (N, C, H, W) -> cols (N, C, KH, KW, OH, OW), or (C, KH, KW, N, OH, OW) with ``batch_last``."""
     xp = get_xp(x)
     N, C, H, W = x.shape
     KH, KW = kernel
     OH, OW = output_hw((H, W), kernel, stride, pads, dilation)
+    if batch_last:  # slicing a contiguous (C, N, H, W) copy keeps every copy below sequential
+        x = xp.ascontiguousarray(x.transpose(1, 0, 2, 3))  # (C, N, H, W)
     padded = pad_input(x, pads, pad_value)
-    cols = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
+    cols = xp.empty((C, KH, KW, N, OH, OW) if batch_last else (N, C, KH, KW, OH, OW), dtype=x.dtype)
     for i in range(KH):
         for j in range(KW):
             rows, columns = _window_slices(i, j, (OH, OW), stride, dilation)
-            cols[:, :, i, j] = padded[:, :, rows, columns]
+            window = padded[:, :, rows, columns]
+            if batch_last:
+                cols[:, i, j] = window
+            else:
+                cols[:, :, i, j] = window
     return cols
 
 
 def col2im(cols: Array, x_shape: tuple[int, ...], stride: tuple[int, int], pads: Pads,
-           dilation: tuple[int, int] = (1, 1)) -> Array:
-    """cols (N, C, KH, KW, OH, OW) -> (N, C, H, W): sums every window value back to its pixel."""
+           dilation: tuple[int, int] = (1, 1), batch_last: bool = False) -> Array:
+    """cols (N, C, KH, KW, OH, OW) (or (C, KH, KW, N, OH, OW) with ``batch_last``) -> (N, C, H, W).
+
+    Sums every window value back to the pixel it came from.
+    """
     xp = get_xp(cols)
-    N, C, KH, KW, OH, OW = cols.shape
+    if batch_last:
+        C, KH, KW, N, OH, OW = cols.shape
+    else:
+        N, C, KH, KW, OH, OW = cols.shape
     H, W = x_shape[2], x_shape[3]
     (pt, pb), (pl, pr) = pads
     padded = xp.zeros((N, C, pt + H + pb, pl + W + pr), dtype=cols.dtype)
+    target = padded.transpose(1, 0, 2, 3) if batch_last else padded  # a view in the layout of cols
     for i in range(KH):
         for j in range(KW):
             rows, columns = _window_slices(i, j, (OH, OW), stride, dilation)
-            padded[:, :, rows, columns] += cols[:, :, i, j]
+            target[:, :, rows, columns] += cols[:, i, j] if batch_last else cols[:, :, i, j]
     if pads == ((0, 0), (0, 0)):
         return padded
     return xp.ascontiguousarray(padded[:, :, pt:pt + H, pl:pl + W])

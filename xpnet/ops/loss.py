@@ -56,7 +56,8 @@ def _target_distribution(logits: Array, target: Array, label_smoothing: float, v
                              f"like the logits, got {tuple(target.shape)}")
         q = target.astype(logits.dtype, copy=False)
     else:
-        raise DTypeError(f"softmax_cross_entropy targets must be integer labels or float probabilities, got {target.dtype}")
+        raise DTypeError("softmax_cross_entropy targets must be integer labels or float probabilities, "
+                         f"got {target.dtype}")
     if label_smoothing:
         q = q * (1 - label_smoothing) + label_smoothing / K
     return q
