@@ -629,3 +629,15 @@ def test_compile_accepts_aliases_and_returns_the_model():
     assert model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"]) is model
     assert model.loss_name == "cross_entropy" and isinstance(model.optimizer, optim.SGD)
     assert model.optimizer.params == model.parameters()
+
+
+def test_custom_loss_takes_integer_labels_or_targets_shaped_like_the_output(device):
+    x, y = train_slice(64)
+    smoothed = functools.partial(ops.softmax_cross_entropy, label_smoothing=0.1, validate=False)
+    model = tiny(device=device).compile("adam", smoothed, ["accuracy"])
+    history = model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert model.loss_name == "custom_loss" and numpy.isfinite(history["loss"][0])
+    with pytest.raises(ValueError, match=r"labels must be integers in \[0, 10\)"):
+        model.fit(x, y + 10, epochs=1, batch_size=32, verbose=0)
+    onehot = numpy.eye(10, dtype=numpy.float32)[y]
+    assert numpy.isfinite(model.fit(x, onehot, epochs=1, batch_size=32, verbose=0)["loss"][0])

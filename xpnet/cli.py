@@ -13,17 +13,27 @@ from pathlib import Path
 import numpy
 
 from . import __version__, backend, datasets, optim
+from .augment import RandomShift
 from .models import lenet5
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(minimum: int, text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        value = minimum - 1
+    if value < minimum:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        raise argparse.ArgumentTypeError(f"expected {kind} integer, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(1, text)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(0, text)
 
 
 def _positive_float(text: str) -> float:
@@ -39,10 +49,12 @@ def _positive_float(text: str) -> float:
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train LeNet-5 on MNIST (the built-in subset by default)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
-    p.add_argument("--epochs", type=_positive_int, default=8)
+    p.add_argument("--epochs", type=_positive_int, default=12)
     p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--lr", type=_positive_float, default=3e-3,
-                   help="peak Adam learning rate, cosine-decayed to 0 over the run (default 3e-3)")
+    p.add_argument("--lr", type=_positive_float, default=2e-3,
+                   help="peak Adam learning rate, cosine-decayed to 0 over the run (default 2e-3)")
+    p.add_argument("--shift", type=_non_negative_int, default=2,
+                   help="random translation of training images by up to this many pixels (0: off; default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=None, help="folder with the four MNIST IDX files")
     p.add_argument("--out", type=Path, default=Path("lenet5.xpnet"), help="model file to write")
@@ -66,7 +78,8 @@ def train(args: argparse.Namespace) -> int:
           f"device {model.device}, {args.epochs} epochs, batch {args.batch_size}")
     started = time.perf_counter()
     history = model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
-                        validation_data=(x_test, y_test), verbose=args.verbose)
+                        validation_data=(x_test, y_test), verbose=args.verbose,
+                        augment=RandomShift(args.shift) if args.shift else None)
     seconds = time.perf_counter() - started
     result = model.evaluate(x_test, y_test)
     speed = numpy.mean(history.history["images_per_s"])

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy
 
@@ -21,7 +21,7 @@ from .callbacks import Callback, History
 from .errors import DTypeError, ModelFileError, NonFiniteError, ShapeError
 from .io import FORMAT_NAME, FORMAT_VERSION, layer_from_config, read_archive, save_archive
 from .layers import Layer
-from .losses import get_loss, get_metric
+from .losses import LOSSES, get_loss, get_metric
 from .model import Network
 from .optim import Optimizer, get_optimizer, optimizer_from_config
 from .progress import Progress
@@ -114,7 +114,8 @@ class Sequential(Network):
         if y.dtype.kind not in "biuf":
             raise DTypeError(f"{what}: y must hold numbers; got dtype {y.dtype}")
         check_finite(y, f"{what}: y")
-        if self.loss_name != "cross_entropy":
+        custom_targets = self.loss_name not in LOSSES and y.shape[1:] == out_shape and y.dtype.kind == "f"
+        if self.loss_name in ("mse", "binary_cross_entropy") or custom_targets:
             if y.shape[1:] != out_shape:
                 raise ShapeError(f"{what}: y has per-sample shape {y.shape[1:]} but the model outputs {out_shape}")
             return y.astype(self.dtype, copy=False)

@@ -90,7 +90,7 @@ def _grouped_cols(x: Array, geometry: tuple, kernel: tuple[int, int]) -> Array:
 
 def _to_groups(a: Array, groups: int) -> Array:
     """(n, C, H, W) -> (G, C/G, n*H*W): channels first, as the GEMMs want them (one copy)."""
-    n, C = a.shape[0], a.shape[1]
+    C = a.shape[1]
     return a.transpose(1, 0, 2, 3).reshape(groups, C // groups, -1)  # (C, n, H, W) -> (G, C/G, n*H*W)
 
 
