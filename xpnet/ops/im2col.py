@@ -57,7 +57,7 @@ def pad_input(x: Array, pads: Pads, value: float = 0.0) -> Array:
     return padded
 
 
-def _window_slices(i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int],
+def window_slices(i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, int],
                    dilation: tuple[int, int]) -> tuple[slice, slice]:
     """Rows/columns of the padded input that kernel position (i, j) sees, for every output pixel."""
     top, left = i * dilation[0], j * dilation[1]
@@ -78,7 +78,7 @@ def im2col(x: Array, kernel: tuple[int, int], stride: tuple[int, int], pads: Pad
     cols = xp.empty((C, KH, KW, N, OH, OW) if batch_last else (N, C, KH, KW, OH, OW), dtype=x.dtype)
     for i in range(KH):
         for j in range(KW):
-            rows, columns = _window_slices(i, j, (OH, OW), stride, dilation)
+            rows, columns = window_slices(i, j, (OH, OW), stride, dilation)
             window = padded[:, :, rows, columns]
             if batch_last:
                 cols[:, i, j] = window
@@ -100,12 +100,15 @@ def col2im(cols: Array, x_shape: tuple[int, ...], stride: tuple[int, int], pads:
         N, C, KH, KW, OH, OW = cols.shape
     H, W = x_shape[2], x_shape[3]
     (pt, pb), (pl, pr) = pads
-    padded = xp.zeros((N, C, pt + H + pb, pl + W + pr), dtype=cols.dtype)
-    target = padded.transpose(1, 0, 2, 3) if batch_last else padded  # a view in the layout of cols
+    lead = (C, N) if batch_last else (N, C)  # accumulate in the layout of cols: sequential adds
+    padded = xp.zeros(lead + (pt + H + pb, pl + W + pr), dtype=cols.dtype)
     for i in range(KH):
         for j in range(KW):
-            rows, columns = _window_slices(i, j, (OH, OW), stride, dilation)
-            target[:, :, rows, columns] += cols[:, i, j] if batch_last else cols[:, :, i, j]
-    if pads == ((0, 0), (0, 0)):
+            rows, columns = window_slices(i, j, (OH, OW), stride, dilation)
+            padded[:, :, rows, columns] += cols[:, i, j] if batch_last else cols[:, :, i, j]
+    image = padded[:, :, pt:pt + H, pl:pl + W]
+    if batch_last:
+        image = image.transpose(1, 0, 2, 3)  # (C, N, H, W) -> (N, C, H, W)
+    elif pads == ((0, 0), (0, 0)):
         return padded
-    return xp.ascontiguousarray(padded[:, :, pt:pt + H, pl:pl + W])
+    return xp.ascontiguousarray(image)

@@ -1,27 +1,32 @@
 r"""2-D pooling: max, min and average over KH x KW windows, and global average.
 
-With ``cols = im2col(x)`` viewed as (N, C, KH*KW, OH, OW), for each output pixel:
+With ``x_k`` the strided slice of the (padded) input seen by window position k (one of
+KH x KW, as in im2col), for each output pixel:
 
-    max:  y = max_k cols[k]      dL/dx routes dy to the arg-max only (the first one on ties)
-    min:  y = min_k cols[k]      the same with the arg-min
-    avg:  y = sum_k cols[k] / D  dL/dx spreads dy / D to every window position
+    max:  y = max_k x_k      dL/dx routes dy to the arg-max only (the first one on ties)
+    min:  y = min_k x_k      the same with the arg-min
+    avg:  y = sum_k x_k / D  dL/dx spreads dy / D to every window position
+
+Each op is a loop over the KH x KW positions, each step one operation on whole strided
+slices of the batch: no im2col matrix is built.
 
 Padding: max (min) pooling pads with -inf (+inf), so a padded cell never wins.  Average
 pooling pads with zeros; by default the zeros count in the divisor ``D = KH * KW``
 (PyTorch's ``count_include_pad=True``); with ``count_include_pad=False`` the divisor is
 the number of real input pixels under the window.  As in PyTorch, padding may be at most
 half the kernel, so every window holds at least one real pixel.
-The gradients go back to the pixels through ``col2im`` (overlapping windows add up).
+The gradients go back to the pixels with strided slice adds (overlapping windows add up).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from ..backend import Array, get_xp
 from ..errors import ShapeError
 from ._args import IntPair, Pads, as_pair, check_float
-from .im2col import col2im, im2col, output_hw
+from .im2col import output_hw, pad_input, window_slices
 
 
 class PoolCache(NamedTuple):
@@ -54,29 +59,49 @@ def check_pool_input(x: Array, who: str = "pool2d") -> None:
         raise ShapeError(f"{who} expects 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
 
 
+def _windows(cache_like: tuple, out_hw: tuple[int, int]) -> list[tuple[slice, slice]]:
+    """(rows, columns) of the padded input seen by each window position, in row-major order."""
+    (KH, KW), stride = cache_like
+    return [window_slices(i, j, out_hw, stride, (1, 1)) for i in range(KH) for j in range(KW)]
+
+
 def _extreme_pool(x: Array, kernel_size: IntPair, stride: IntPair | None, padding: IntPair,
                   largest: bool) -> tuple[Array, PoolCache]:
+    """A loop over the KH x KW window positions, each a comparison of whole strided slices.
+
+    ``index`` keeps the first winning position: a later one replaces it only when strictly better.
+    """
     who = "max_pool2d" if largest else "min_pool2d"
     check_pool_input(x, who)
     kernel, stride, pads = pool_geometry(kernel_size, stride, padding, who)
-    output_hw(x.shape[2:], kernel, stride, pads, who=who)
-    fill = -float("inf") if largest else float("inf")
-    cols = im2col(x, kernel, stride, pads, pad_value=fill)
-    N, C, KH, KW, OH, OW = cols.shape
-    cols = cols.reshape(N, C, KH * KW, OH, OW)  # (N, C, KH*KW, OH, OW)
-    index = cols.argmax(axis=2) if largest else cols.argmin(axis=2)  # first on ties
-    y = cols.max(axis=2) if largest else cols.min(axis=2)
+    out_hw = output_hw(x.shape[2:], kernel, stride, pads, who=who)
+    xp = get_xp(x)
+    padded = pad_input(x, pads, -float("inf") if largest else float("inf"))
+    windows = _windows((kernel, stride), out_hw)
+    y = padded[(slice(None), slice(None)) + windows[0]].copy()  # (N, C, OH, OW)
+    index = xp.zeros(y.shape, dtype=xp.int8 if len(windows) < 128 else xp.int32)
+    for position, (rows, columns) in enumerate(windows[1:], start=1):
+        candidate = padded[:, :, rows, columns]
+        better = candidate > y if largest else candidate < y
+        xp.copyto(index, position, where=better)
+        (xp.maximum if largest else xp.minimum)(y, candidate, out=y)
     return y, PoolCache(tuple(x.shape), kernel, stride, pads, index, None)
 
 
 def _route_to_index(dy: Array, cache: PoolCache) -> Array:
     """dy (N, C, OH, OW) -> dx, each value added to the input pixel that won its window."""
+    return _spread(dy, cache, lambda position: dy * (cache.index == position))
+
+
+def _spread(dy: Array, cache: PoolCache, part: Callable[[int], Array]) -> Array:
+    """dx (N, C, H, W) = the sum over window positions k of ``part(k)`` added where window k reads."""
     xp = get_xp(dy)
-    KH, KW = cache.kernel
-    positions = xp.arange(KH * KW).reshape(1, 1, KH * KW, 1, 1)
-    dcols = (positions == cache.index[:, :, None]) * dy[:, :, None]  # (N, C, KH*KW, OH, OW)
-    dcols = dcols.reshape(dy.shape[0], dy.shape[1], KH, KW, *dy.shape[2:])  # (N, C, KH, KW, OH, OW)
-    return col2im(dcols.astype(dy.dtype, copy=False), cache.x_shape, cache.stride, cache.pads)
+    N, C, H, W = cache.x_shape
+    (pt, pb), (pl, pr) = cache.pads
+    padded = xp.zeros((N, C, pt + H + pb, pl + W + pr), dtype=dy.dtype)
+    for position, (rows, columns) in enumerate(_windows((cache.kernel, cache.stride), dy.shape[2:])):
+        padded[:, :, rows, columns] += part(position)
+    return xp.ascontiguousarray(padded[:, :, pt:pt + H, pl:pl + W])
 
 
 def max_pool2d_forward(x: Array, kernel_size: IntPair, stride: IntPair | None = None,
@@ -108,7 +133,17 @@ def _avg_divisor(x: Array, kernel: tuple[int, int], stride: tuple[int, int], pad
         return float(kernel[0] * kernel[1])
     xp = get_xp(x)
     ones = xp.ones((1, 1) + tuple(x.shape[2:]), dtype=x.dtype)
-    return im2col(ones, kernel, stride, pads).sum(axis=(2, 3))[0, 0]  # (OH, OW)
+    return _window_sum(ones, kernel, stride, pads)[0, 0]  # (OH, OW)
+
+
+def _window_sum(x: Array, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads) -> Array:
+    """(N, C, OH, OW): the sum of each window, a loop of strided slice adds."""
+    padded = pad_input(x, pads, 0.0)
+    windows = _windows((kernel, stride), output_hw(x.shape[2:], kernel, stride, pads))
+    total = padded[(slice(None), slice(None)) + windows[0]].copy()
+    for rows, columns in windows[1:]:
+        total += padded[:, :, rows, columns]
+    return total
 
 
 def avg_pool2d_forward(x: Array, kernel_size: IntPair, stride: IntPair | None = None,
@@ -118,17 +153,14 @@ def avg_pool2d_forward(x: Array, kernel_size: IntPair, stride: IntPair | None = 
     kernel, stride, pads = pool_geometry(kernel_size, stride, padding, "avg_pool2d")
     output_hw(x.shape[2:], kernel, stride, pads, who="avg_pool2d")
     divisor = _avg_divisor(x, kernel, stride, pads, count_include_pad)
-    y = im2col(x, kernel, stride, pads).sum(axis=(2, 3)) / divisor  # (N, C, OH, OW)
+    y = _window_sum(x, kernel, stride, pads) / divisor  # (N, C, OH, OW)
     return y.astype(x.dtype, copy=False), PoolCache(tuple(x.shape), kernel, stride, pads, None, divisor)
 
 
 def avg_pool2d_backward(dy: Array, cache: PoolCache) -> Array:
     """dL/dx of average pooling: dy / D spread over every window position."""
-    xp = get_xp(dy)
-    KH, KW = cache.kernel
-    share = (dy / cache.divisor).astype(dy.dtype, copy=False)[:, :, None, None]  # (N, C, 1, 1, OH, OW)
-    dcols = xp.broadcast_to(share, dy.shape[:2] + (KH, KW) + dy.shape[2:])  # (N, C, KH, KW, OH, OW)
-    return col2im(dcols, cache.x_shape, cache.stride, cache.pads)
+    share = (dy / cache.divisor).astype(dy.dtype, copy=False)  # (N, C, OH, OW)
+    return _spread(dy, cache, lambda position: share)
 
 
 def global_avg_pool2d_forward(x: Array, keepdims: bool = False) -> tuple[Array, tuple[int, ...]]:
