@@ -245,16 +245,22 @@ class Adam(Optimizer):
         if self.weight_decay and not self.decoupled:
             grad = grad + self.weight_decay * value
         m, v = state["m"], state["v"]
+        # In place, with two temporaries (work, step), so large models stay memory-light.
+        work = grad * (1 - b1)
         m *= b1
-        m += (1 - b1) * grad
+        m += work
+        xp.multiply(grad, grad, out=work)
+        work *= 1 - b2
         v *= b2
-        v += (1 - b2) * (grad * grad)
+        v += work
         if self.weight_decay and self.decoupled:
             value *= 1 - lr * self.weight_decay
-        step_size = lr / (1 - b1 ** t)
-        denom = xp.sqrt(v / (1 - b2 ** t))
-        denom += self.eps
-        value -= step_size * (m / denom)
+        step = xp.sqrt(v, out=work)  # sqrt(v_hat) = sqrt(v) / sqrt(1 - b2^t)
+        step *= 1 / math.sqrt(1 - b2 ** t)
+        step += self.eps
+        xp.divide(m, step, out=step)
+        step *= lr / (1 - b1 ** t)
+        value -= step
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
