@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s tests` (what CI runs), `nox -s tests_gpu`, `nox -s lint`."""
+"""Developer sessions: `nox -s tests` (what CI runs), `nox -s tests_gpu`, `nox -s lint`, `nox -s bench`."""
 
 import nox
 
@@ -22,6 +22,19 @@ def tests_gpu(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff on the package, tests and examples."""
+    """ruff on the package, tests, examples and benchmarks."""
     session.install("ruff")
-    session.run("ruff", "check", "xpnet", "tests", "noxfile.py")
+    session.run("ruff", "check", "xpnet", "tests", "examples", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """xpnet against PyTorch (CPU build) side by side; results in benchmarks/results/.
+
+    `nox -s bench -- --quick` for a ~30 s run; `-- --no-torch` skips installing PyTorch and runs xpnet alone;
+    other arguments go to `python -m benchmarks` (see benchmarks/README.md).
+    """
+    session.install("-e", ".")
+    if "--no-torch" not in session.posargs:
+        session.install("torch==2.13.0", "--extra-index-url", "https://download.pytorch.org/whl/cpu")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -12,13 +12,14 @@ from .backend import (
     to_device,
     to_numpy,
 )
+from .compare import compare
 from .errors import DeviceError, DTypeError, ModelFileError, NonFiniteError, ShapeError, XpnetError
 from .parameter import Parameter
 from .training import Sequential, load
 
 __all__ = [
     "DTypeError", "Device", "DeviceError", "ModelFileError", "NonFiniteError", "Parameter",
-    "Sequential", "ShapeError", "XpnetError", "__version__", "augment", "callbacks", "datasets", "device_of",
+    "Sequential", "ShapeError", "XpnetError", "__version__", "augment", "callbacks", "compare", "datasets", "device_of",
     "get_device", "get_xp", "gpu_available", "gpu_unavailable_reason", "initializers", "layers",
     "load", "ops", "optim", "to_device", "to_numpy",
 ]

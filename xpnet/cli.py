@@ -1,4 +1,4 @@
-"""Command line: ``xpnet train`` and ``xpnet info``."""
+"""Command line: ``xpnet train``, ``xpnet compare`` and ``xpnet info``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import numpy
 
 from . import __version__, backend, datasets, optim
 from .augment import RandomShift
+from .compare import compare as run_compare
+from .compare import format_table, parse_config, plot_losses
+from .errors import XpnetError
 from .models import lenet5
 
 
@@ -101,6 +104,56 @@ def _plot(history: object, path: Path, explicit: bool) -> None:
             print('--plot needs matplotlib: pip install "xpnet[viz]"', file=sys.stderr)
 
 
+def _config(text: str) -> str:
+    try:
+        parse_config(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _compare_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="run one model on two configurations (CPU vs GPU, or float32 vs float64) "
+                                       "and compare outputs, gradients and training")
+    p.add_argument("--model", type=Path, default=None, help="a saved model file (default: LeNet-5)")
+    p.add_argument("--a", type=_config, default="cpu:float32", help="DEVICE[:DTYPE] (default: cpu:float32)")
+    p.add_argument("--b", type=_config, default="auto",
+                   help="DEVICE[:DTYPE], the reference; auto = cuda:float32 with a usable GPU, else cpu:float64")
+    p.add_argument("--steps", type=_positive_int, default=100, help="SGD steps (default 100)")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--lr", type=_positive_float, default=0.05, help="SGD learning rate (default 0.05)")
+    p.add_argument("--train-images", type=_positive_int, default=2048)
+    p.add_argument("--test-images", type=_positive_int, default=1000)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--data", type=Path, default=None, help="folder with the four MNIST IDX files")
+    p.add_argument("--no-resync", dest="resync", action="store_false",
+                   help="let the runs drift apart after a tie is broken differently (see xpnet.compare)")
+    p.add_argument("--json", type=Path, default=None, help="write the full report as JSON")
+    p.add_argument("--plot", type=Path, default=None, help="PNG of the two loss curves (needs matplotlib)")
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Print the comparison table; 0 when everything is within tolerance, 1 when not, 2 on bad input."""
+    try:
+        result = run_compare(args.model, a=args.a, b=args.b, steps=args.steps, batch_size=args.batch_size,
+                             lr=args.lr, seed=args.seed, data=args.data, train_images=args.train_images,
+                             test_images=args.test_images, resync=args.resync)
+    except (OSError, ValueError, XpnetError) as exc:  # bad model file, data or device: no traceback
+        print(f"xpnet compare: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if args.json is not None:
+        result.to_json(args.json)
+        print(f"saved {args.json}")
+    if args.plot is not None:
+        try:
+            plot_losses(result, args.plot)
+            print(f"saved {args.plot}")
+        except ImportError:
+            print('--plot needs matplotlib: pip install "xpnet[viz]"', file=sys.stderr)
+    return 0 if result.passed else 1
+
+
 def _blas() -> str:
     try:
         config = numpy.show_config(mode="dicts")
@@ -131,9 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    _compare_parser(sub)
     sub.add_parser("info", help="versions of xpnet, numpy, cupy, the BLAS, and the devices")
     args = parser.parse_args(argv)
-    return {"train": train, "info": info}[args.command](args)
+    return {"train": train, "compare": compare, "info": info}[args.command](args)
 
 
 if __name__ == "__main__":

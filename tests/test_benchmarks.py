@@ -1,0 +1,151 @@
+"""Smoke test of the benchmark suite (benchmarks/): tiny workloads, with and without PyTorch."""
+
+import dataclasses
+import json
+import re
+import sys
+
+import pytest
+
+import xpnet
+from benchmarks import memory, report, suite, timing
+from benchmarks.cases import ConvCase, Target
+
+TINY = suite.Settings(repeats=1, min_time=0.0, train_images=20, train_batch=8, infer_images=30, infer_batch=16,
+                      conv_cases=(ConvCase("t", 2, 2, 3, 8, 3, padding=1),), pool_shape=(2, 2, 8, 8),
+                      adam_shape=(10, 10), gemm_size=64, gemm_repeats=1, memory_images=16, memory_epochs=1,
+                      settle=0.0)
+CASE_IDS = ["train", "infer", "conv_t", "pool", "adam", "memory"]
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setitem(suite.PRESETS, "quick", TINY)
+
+
+def _run(tmp_path, *args):
+    assert suite.main(["--quick", "--out", str(tmp_path), "--label", "smoke", *args]) == 0
+    results = json.loads((tmp_path / "cpu-smoke.json").read_text())
+    return results, (tmp_path / "cpu-smoke.md").read_text()
+
+
+def _check_side(side):
+    assert side["min"] <= side["median"] <= side["max"]
+    assert side["min"] > 0 and len(side["values"]) >= 1
+
+
+def test_without_torch_runs_xpnet_alone_and_says_how_to_install(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    results, md = _run(tmp_path)
+    out = capsys.readouterr().out
+    assert "PyTorch is not installed" in out and "pip install torch==2.13.0" in out
+    assert "pip install torch==2.13.0" in md
+    assert [c["id"] for c in results["cases"]] == CASE_IDS
+    machine = results["machine"]
+    assert machine["torch"] is None and machine["torch_threads"] is None
+    assert {"cpu_model", "usable_cpus", "numpy", "blas", "blas_threads", "xpnet", "date_utc"} <= set(machine)
+    assert machine["blas_threads"] >= 1
+    assert list(results["gemm_peak_gflops"]) == ["numpy"] and len(results["gemm_peak_runs"]) == 2
+    assert results["gemm_peak_gflops"]["numpy"] == max(run["numpy"] for run in results["gemm_peak_runs"])
+    for case in results["cases"]:
+        assert case["torch"] is None and case["ratio"] is None
+        _check_side(case["xpnet"])
+    conv = results["cases"][2]
+    assert conv["flop_per_call"] == 3 * 2 * 2 * 3 * 2 * 3 * 3 * 8 * 8
+    assert conv["gflops"]["xpnet"] > 0 and 0 < conv["peak_share"]["xpnet"]
+    assert "| case | unit | xpnet | PyTorch | xpnet/PyTorch |" in md
+    assert "LeNet-5 training" in md and "conv (t)" in md and "peak memory" in md
+
+
+def test_with_torch_reports_ratios_and_matches_threads(tiny, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    try:
+        results, md = _run(tmp_path, "--threads", "1", "--cases", "train,infer,conv,pool,adam")
+    finally:
+        torch.set_num_threads(threads)
+    assert results["machine"]["torch_threads"] == 1
+    assert "torch.set_num_threads(1)" in capsys.readouterr().out
+    assert [c["id"] for c in results["cases"]] == CASE_IDS[:-1]
+    assert list(results["gemm_peak_gflops"]) == ["numpy", "torch"]
+    for case in results["cases"]:
+        _check_side(case["torch"])
+        assert case["ratio"] > 0
+    assert results["cases"][2]["gflops"]["torch"] > 0
+    assert re.search(r"\| LeNet-5 training.*\| \*\*\d+\.\d\d\*\*( ⚠)? \|", md)
+    assert "pip install torch" not in md
+
+
+def test_memory_child_trains_torch_and_prints_its_peak(capsys):
+    pytest.importorskip("torch")
+    assert memory.child(["--framework", "torch", "--images", "20", "--epochs", "2", "--batch-size", "8",
+                         "--threads", "1"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["batches"] == 6
+    assert report["peak_rss_mib"] >= report["baseline_rss_mib"] > 0
+
+
+def test_memory_ratio_is_xpnet_peak_over_torch_peak(monkeypatch):
+    calls = []
+
+    def fake_measure(framework, images, epochs, batch_size, device, threads):
+        calls.append(framework)
+        return {"peak_rss_mib": {"xpnet": 150.0, "torch": 300.0}[framework], "baseline_rss_mib": 50.0, "batches": 4}
+    monkeypatch.setattr(memory, "measure", fake_measure)
+    target = Target("cpu", xpnet.get_device("cpu"), torch=object())
+    [record] = suite.run_memory(target, dataclasses.replace(TINY, memory_runs=3), threads=1)
+    assert calls == ["xpnet", "torch", "torch", "xpnet", "xpnet", "torch"]
+    assert record["ratio"] == pytest.approx(0.5) and record["better"] == "lower"
+    assert record["xpnet"]["median"] == 150.0 and record["batches"] == 4
+
+
+def test_subset_of_cases(tiny, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    results, md = _run(tmp_path, "--cases", "pool,adam")
+    assert [c["id"] for c in results["cases"]] == ["pool", "adam"]
+    assert "gemm_peak_gflops" not in results and "Convolutions" not in md
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cases", "pool,bogus"], r"unknown cases \['bogus'\]"),
+    (["--repeats", "0"], r"--repeats must be at least 1"),
+])
+def test_bad_arguments_are_rejected(tmp_path, capsys, args, message):
+    assert suite.main(["--out", str(tmp_path), *args]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(xpnet.gpu_available(), reason="checks the error without a usable GPU")
+def test_cuda_without_a_gpu_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert suite.main(["--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert re.search(r"--device cuda: .+", capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_alternate_swaps_the_order_on_every_repeat():
+    log = []
+    sides = [timing.Contender(name, lambda name=name: log.append(name)) for name in ("a", "b")]
+    samples = timing.alternate(sides, repeats=3, settle=0.0)
+    assert log == ["a", "b", "a", "b", "b", "a", "a", "b"]  # warm-ups, then a b | b a | a b
+    assert [len(samples[n].seconds) for n in "ab"] == [3, 3]
+
+
+def test_ratio_is_pytorch_time_over_xpnet_time():
+    samples = {"xpnet": timing.Samples([1.0, 2.0, 3.0]), "torch": timing.Samples([4.0, 5.0, 6.0])}
+    record = suite._throughput("x", "x", "", "images/s", 10, samples, TINY)
+    assert record["ratio"] == pytest.approx(2.5)
+    assert record["xpnet"]["median"] == pytest.approx(5.0) and record["torch"]["median"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("xpnet_range, load, flagged", [
+    ((1.0, 1.4), 0.2, False),
+    ((1.0, 1.6), 0.2, True),   # wide spread
+    ((1.0, 1.1), 1.5, True),   # load above half of 2 CPUs
+])
+def test_disturbed_rows_are_flagged(xpnet_range, load, flagged):
+    side = lambda lo, hi: {"median": lo, "min": lo, "max": hi}  # noqa: E731
+    case = {"xpnet": side(*xpnet_range), "torch": side(2.0, 2.1), "ratio": 0.5, "load_average_1min": load}
+    assert report.disturbed(case, cpus=2) is flagged
+    assert report.ratio_cell(case, cpus=2) == ("**0.50** ⚠" if flagged else "**0.50**")
