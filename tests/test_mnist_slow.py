@@ -51,6 +51,7 @@ def test_lenet5_adam_five_epochs(mnist):
 
 
 def test_lenet5_with_the_xpnet_train_recipe(mnist):
-    """The defaults of `xpnet train`: 12 epochs, batch 64, Adam 2e-3 cosine, random 2-pixel shifts."""
-    _, _, result = train(mnist, epochs=12, lr=2e-3, augment=RandomShift(2))
-    assert result["accuracy"] >= 0.982, result
+    """The defaults of `xpnet train` (16 epochs, batch 64, Adam 2e-3 cosine, random 2-pixel shifts)
+    reach issue 3's 98.5%: measured 98.64% (seed 0; seeds 1 and 2: 98.94%, 98.70%)."""
+    _, _, result = train(mnist, epochs=16, lr=2e-3, augment=RandomShift(2))
+    assert result["accuracy"] >= 0.985, result

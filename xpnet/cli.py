@@ -52,7 +52,7 @@ def _positive_float(text: str) -> float:
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train LeNet-5 on MNIST (the built-in subset by default)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
-    p.add_argument("--epochs", type=_positive_int, default=12)
+    p.add_argument("--epochs", type=_positive_int, default=16)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--lr", type=_positive_float, default=2e-3,
                    help="peak Adam learning rate, cosine-decayed to 0 over the run (default 2e-3)")
