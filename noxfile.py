@@ -14,10 +14,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def tests_gpu(session: nox.Session) -> None:
-    """The cupy-parametrized tests; needs an NVIDIA GPU (pass `-- --cuda13` for CUDA 13 wheels)."""
+    """The suite with CuPy installed; needs an NVIDIA GPU (pass `-- --cuda13` for CUDA 13 wheels).
+
+    With a usable GPU the `xp` fixture adds its cupy parameter (marked `gpu`), and the parity
+    tests (tests/test_parity.py) and `xpnet compare` compare the CPU with the GPU instead of
+    with the strict test backend, so the whole suite runs, not only `-m gpu`.
+    """
     extra = "cuda13" if "--cuda13" in session.posargs else "cuda12"
     session.install("-e", f".[test,{extra}]")
-    session.run("pytest", "-m", "gpu", *[a for a in session.posargs if a != "--cuda13"])
+    session.run("pytest", *[a for a in session.posargs if a != "--cuda13"])
 
 
 @nox.session

@@ -128,7 +128,12 @@ def conv2d_forward(x: Array, weight: Array, bias: Array | None = None, stride: I
 
 def conv2d_backward(dy: Array, cache: ConvCache, need_input_grad: bool = True
                     ) -> tuple[Array | None, Array, Array | None]:
-    """Gradients ``(dx, dweight, dbias)`` of conv2d; dx is None when not needed, dbias when no bias."""
+    """Gradients ``(dx, dweight, dbias)`` of conv2d; dx is None when not needed, dbias when no bias.
+
+    With dy (N, C_out, OH, OW): ``dbias = sum_{n,p,q} dy``, ``dweight = dy @ cols^T`` and
+    ``dx = col2im(w^T @ dy)``, which equals ``full_corr(dilate_S(dy), rot180(w))`` with the
+    roles of C_in and C_out swapped (see the module docstring).
+    """
     x, weight = cache.x, cache.weight
     xp = get_xp(dy, x)
     G = cache.groups
