@@ -88,6 +88,9 @@ def test_train_device_cuda_falls_back_with_a_warning(tmp_path, capsys):
     [], ["bogus"], ["train", "--epochs", "abc"], ["train", "--epochs", "0"], ["train", "--epochs", "-1"],
     ["train", "--batch-size", "0"], ["train", "--lr", "0"], ["train", "--lr", "nan"], ["train", "--verbose", "5"],
     ["train", "--unknown-flag"], ["info", "extra"],
+    ["compare", "--steps", "0"], ["compare", "--steps", "x"], ["compare", "--a", "tpu"],
+    ["compare", "--b", "cpu:int8"], ["compare", "--lr", "-1"], ["compare", "--seed", "-1"],
+    ["compare", "--batch-size", "0"], ["compare", "--bogus"], ["compare", "extra"],
 ])
 def test_bad_arguments_exit_with_usage_error(argv, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -139,12 +139,19 @@ class Network:
     def forward(self, x: Array, train: bool | None = None) -> Array:
         """Run every layer on x (a batch already on the model's device)."""
         train = self.training if train is None else train
-        get_xp(x, *(p.value for p in self.parameters()[:1]))  # refuses a batch on the wrong device
+        get_xp(x, self._first_array())  # refuses a batch on the wrong device
         for layer in self.layers:
             x = layer.forward(x, train=train)
         return x
 
     __call__ = forward
+
+    def _first_array(self) -> Array | None:
+        """Any one array of the model (enough to know its device), without building lists."""
+        for layer in self.layers:
+            for variable in layer.variables():
+                return variable.value
+        return None
 
     def backward(self, dy: Array) -> Array | None:
         """Back-propagate dL/d(output) through every layer, accumulating parameter gradients."""

@@ -117,9 +117,10 @@ GRAD_GEOMETRIES = [
 ]
 
 
-@pytest.mark.parametrize("kind", ["max", "min"])
+@pytest.mark.parametrize("kind", ["max", "min", "avg", "avg_exclude_pad"])
 @pytest.mark.parametrize("shape, kernel, stride, padding", GRAD_GEOMETRIES)
-def test_extreme_pool_gradcheck(xp, rng, kind, shape, kernel, stride, padding):
+def test_pool_gradcheck(xp, rng, kind, shape, kernel, stride, padding):
+    """Distinct, well-separated inputs: eps cannot flip a max/min window's winner."""
     def fwd(x):
         return forward(kind, x, kernel, stride, padding)[0]
 
@@ -127,18 +128,6 @@ def test_extreme_pool_gradcheck(xp, rng, kind, shape, kernel, stride, padding):
         return [backward(kind, dy, forward(kind, x, kernel, stride, padding)[1])]
 
     gradcheck(xp, fwd, bwd, [distinct_values(rng, shape)])
-
-
-@pytest.mark.parametrize("kind", ["avg", "avg_exclude_pad"])
-@pytest.mark.parametrize("shape, kernel, stride, padding", GRAD_GEOMETRIES)
-def test_avg_pool_gradcheck(xp, rng, kind, shape, kernel, stride, padding):
-    def fwd(x):
-        return forward(kind, x, kernel, stride, padding)[0]
-
-    def bwd(dy, x):
-        return [backward(kind, dy, forward(kind, x, kernel, stride, padding)[1])]
-
-    gradcheck(xp, fwd, bwd, [rng.standard_normal(shape)])
 
 
 @pytest.mark.parametrize("kind", ["max", "min"])
