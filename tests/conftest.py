@@ -67,3 +67,13 @@ def rng():
 def _no_tf32():
     """Correctness tests run without TF32 (reliability.md B.5)."""
     assert os.environ.get("CUPY_TF32", "0") == "0", "unset CUPY_TF32 for the test suite"
+
+
+@pytest.fixture(params=["batch-last", "grid"])
+def dx_layout(request, monkeypatch):
+    """Run a convolution test with each route to the input gradient: col2im over the
+    batch-last columns, or (for stride 1) col2im_grid over the padded grid."""
+    from xpnet.ops import conv
+    on_grid = request.param == "grid"
+    monkeypatch.setattr(conv, "input_grad_on_grid", lambda x_shape, w_shape, stride, *_: on_grid and stride == (1, 1))
+    return request.param

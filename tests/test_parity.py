@@ -133,7 +133,9 @@ def test_max_and_min_pool_are_exact_including_ties(other, kind, kernel, stride, 
 
     def case(xp):
         y, cache = forward(xp.asarray(x), kernel, stride, padding)
-        return {"y": (y, "exact"), "index": (cache.index, "exact"), "dx": (backward(xp.asarray(dy), cache), "exact")}
+        column_index, row_index = cache.index
+        return {"y": (y, "exact"), "column index": (column_index, "exact"), "row index": (row_index, "exact"),
+                "dx": (backward(xp.asarray(dy), cache), "exact")}
     check(case, other)
 
 

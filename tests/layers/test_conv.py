@@ -51,6 +51,17 @@ def test_forward_passes_every_argument_to_the_op(xp, rng, kwargs, shape, dtype):
     numpy.testing.assert_allclose(host(y), expected, **TOL[numpy.dtype(dtype)])
 
 
+def test_training_forward_keeps_the_columns_and_inference_does_not(xp, rng):
+    layer = Conv2d(2, 3, kernel_size=3, padding=1, seed=3).apply(xp.asarray)
+    x = xp.asarray(rng.standard_normal((2, 2, 5, 5)).astype(numpy.float32))
+    y_train = layer.forward(x, train=True)
+    assert layer._cached().cols is not None  # reused by backward
+    y_eval = layer.forward(x, train=False)
+    assert layer._cached().cols is None  # inference never holds the im2col matrix
+    numpy.testing.assert_array_equal(host(y_eval), host(y_train))
+    assert layer.backward(y_eval).shape == x.shape  # still differentiable
+
+
 def _naive_conv(x, w, b, stride, pads, dilation):
     (pt, pb), (pl, pr) = pads
     xp_ = numpy.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))

@@ -76,6 +76,7 @@ GRAD_CASES = [c for c in CASES if c.name in {
     "same_s1_even_kernel", "dilation21", "groups2", "depthwise", "dropped_last_row", "kernel1x1_stride2",
     "kernel_eq_padded_input", "torch_kernel_wider_than_input", "cin1_cout1", "no_bias"}]
 SMALL = Case("small", (3, 2, 5, 4), (3, 2, 2, 3), stride=(2, 1), padding=((1, 0), (0, 1)))
+SMALL_S1 = Case("small_s1", (3, 2, 5, 4), (3, 2, 2, 3), padding=((1, 0), (0, 1)))
 
 
 def _run(xp, case, x, w, b, **extra):
@@ -143,7 +144,7 @@ def test_same_padding_output_is_ceil_of_input_over_stride(xp, rng, stride, hw):
 # --- backward -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", GRAD_CASES, ids=repr)
-def test_backward_gradcheck(xp, rng, case):
+def test_backward_gradcheck(xp, rng, dx_layout, case):
     x, w, b = case.arrays(rng)
 
     def forward(*arrays):
@@ -193,9 +194,10 @@ def test_dropped_last_row_and_column_gradient(xp, rng):
     assert numpy.all(dx[:, :, :5, :5] != 0.0)
 
 
-def test_need_input_grad_false_skips_dx_only(xp, rng):
-    x, w, b = SMALL.arrays(rng)
-    y, cache = _run(xp, SMALL, x, w, b)
+@pytest.mark.parametrize("case", [SMALL, SMALL_S1], ids=repr)
+def test_need_input_grad_false_skips_dx_only(xp, rng, case, dx_layout):
+    x, w, b = case.arrays(rng)
+    y, cache = _run(xp, case, x, w, b)
     dy = rng.standard_normal(y.shape)
     dx_full, dw_full, db_full = _grads(xp, cache, dy)
     dx, dw, db = _grads(xp, cache, dy, need_input_grad=False)
@@ -214,9 +216,10 @@ def test_no_bias_gives_none_dbias_and_same_other_gradients(xp, rng):
     assert_close(dw, with_bias[1], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", [SMALL, Case("grouped", (3, 4, 5, 5), (4, 2, 3, 3), stride=2, padding=1, groups=2)],
-                         ids=repr)
-def test_batch_gradients_are_sums_of_per_sample_gradients(xp, rng, case):
+@pytest.mark.parametrize("case", [
+    SMALL, Case("grouped", (3, 4, 5, 5), (4, 2, 3, 3), stride=2, padding=1, groups=2),
+    Case("s1_grouped_dilated", (3, 4, 6, 5), (4, 2, 3, 2), padding=(2, 1), dilation=(2, 1), groups=2)], ids=repr)
+def test_batch_gradients_are_sums_of_per_sample_gradients(xp, rng, case, dx_layout):
     x, w, b = case.arrays(rng)
     y, cache = _run(xp, case, x, w, b)
     dy = rng.standard_normal(y.shape)
@@ -270,10 +273,11 @@ def test_forward_on_drawn_shapes_strict(problem):
 
 # --- inputs untouched, non-contiguous inputs ---------------------------------------------------
 
-def test_forward_and_backward_leave_inputs_unchanged(xp, rng):
-    x, w, b = SMALL.arrays(rng)
+@pytest.mark.parametrize("case", [SMALL, SMALL_S1], ids=repr)
+def test_forward_and_backward_leave_inputs_unchanged(xp, rng, case, dx_layout):
+    x, w, b = case.arrays(rng)
     x_dev, w_dev, b_dev = xp.asarray(x), xp.asarray(w), xp.asarray(b)
-    y, cache = conv2d_forward(x_dev, w_dev, b_dev, **SMALL.kwargs)
+    y, cache = conv2d_forward(x_dev, w_dev, b_dev, **case.kwargs)
     dy = rng.standard_normal(y.shape)
     dy_dev = xp.asarray(dy)
     conv2d_backward(dy_dev, cache)
@@ -282,8 +286,9 @@ def test_forward_and_backward_leave_inputs_unchanged(xp, rng):
 
 
 @pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
-def test_non_contiguous_inputs_match_contiguous(xp, rng, dtype):
-    case = Case("nc", (2, 4, 5, 6), (4, 2, 3, 2), stride=(2, 1), padding=(1, 0), groups=2)
+@pytest.mark.parametrize("stride", [(2, 1), 1])
+def test_non_contiguous_inputs_match_contiguous(xp, rng, dtype, stride, dx_layout):
+    case = Case("nc", (2, 4, 5, 6), (4, 2, 3, 2), stride=stride, padding=(1, 0), groups=2)
     x_big = rng.standard_normal((2, 4, 6, 10)).astype(dtype)            # x = x_big[:, :, ::2].T(h, w)
     w_big = rng.standard_normal((4, 2, 3, 4)).astype(dtype)             # w = w_big[..., ::2]
     x = numpy.ascontiguousarray(x_big[:, :, :, ::2].transpose(0, 1, 3, 2))
@@ -308,6 +313,7 @@ def test_non_contiguous_inputs_match_contiguous(xp, rng, dtype):
 # --- chunking (reliability §F) --------------------------------------------------------------
 
 CHUNK_CASE = Case("chunked", (7, 3, 6, 5), (4, 3, 3, 2), stride=(2, 1), padding=1)
+CHUNK_CASE_S1 = Case("chunked_s1", (7, 3, 6, 5), (4, 3, 3, 2), padding=1)
 
 
 def _per_sample_bytes(case, dtype):
@@ -320,18 +326,19 @@ def _per_sample_bytes(case, dtype):
 
 @pytest.mark.parametrize("dtype, limit", [(numpy.float64, 1e-12), (numpy.float32, 1e-6)])
 @pytest.mark.parametrize("chunk", [1, 3, 7])
-def test_chunked_batch_equals_unchunked(xp, rng, dtype, limit, chunk):
-    x, w, b = CHUNK_CASE.arrays(rng, dtype)
-    y_full, cache_full = _run(xp, CHUNK_CASE, x, w, b)
-    budget = chunk * _per_sample_bytes(CHUNK_CASE, dtype) + 5
-    y, cache = _run(xp, CHUNK_CASE, x, w, b, max_workspace_bytes=budget)
+@pytest.mark.parametrize("case", [CHUNK_CASE, CHUNK_CASE_S1], ids=repr)
+def test_chunked_batch_equals_unchunked(xp, rng, dtype, limit, chunk, case, dx_layout):
+    x, w, b = case.arrays(rng, dtype)
+    y_full, cache_full = _run(xp, case, x, w, b)
+    budget = chunk * _per_sample_bytes(case, dtype) + 5
+    y, cache = _run(xp, case, x, w, b, max_workspace_bytes=budget)
     assert cache.chunk == chunk and cache_full.chunk == 7
     dy = rng.standard_normal(y.shape).astype(dtype)
     assert _max_rel(host(y), host(y_full)) <= limit
     for got, want in zip(_grads(xp, cache, dy), _grads(xp, cache_full, dy)):
         assert got.dtype == dtype
         assert _max_rel(got, want) <= limit
-    assert_close(y_full, CHUNK_CASE.reference(x, w, b), **({"rtol": 1e-4, "atol": 1e-5} if dtype == numpy.float32
+    assert_close(y_full, case.reference(x, w, b), **({"rtol": 1e-4, "atol": 1e-5} if dtype == numpy.float32
                                                              else {"rtol": 1e-12, "atol": 1e-12}))
 
 
@@ -364,6 +371,48 @@ def test_unchunked_backward_reuses_forward_columns(xp, rng, monkeypatch):
     y, cache = _run(xp, SMALL, x, w, b)
     conv2d_backward(xp.asarray(numpy.ones(y.shape)), cache)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("need_backward", [True, False])
+def test_large_columns_are_built_in_cache_sized_chunks(xp, rng, monkeypatch, need_backward):
+    per_sample = _per_sample_bytes(CHUNK_CASE, numpy.float64)
+    monkeypatch.setattr(conv_module, "KEEP_COLUMNS_BYTES", 6 * per_sample)  # the 7-sample batch is "large"
+    monkeypatch.setattr(conv_module, "CACHE_CHUNK_BYTES", 2 * per_sample + 1)
+    x, w, b = CHUNK_CASE.arrays(rng)
+    y, cache = _run(xp, CHUNK_CASE, x, w, b, need_backward=need_backward)
+    assert cache.chunk == 2 and cache.cols is None
+    monkeypatch.setattr(conv_module, "KEEP_COLUMNS_BYTES", 7 * per_sample)  # now it is kept whole
+    y_kept, cache_kept = _run(xp, CHUNK_CASE, x, w, b)
+    assert cache_kept.chunk == 7 and cache_kept.cols is not None
+    numpy.testing.assert_array_equal(host(y), host(y_kept))
+    dy = rng.standard_normal(y.shape)
+    for got, want in zip(_grads(xp, cache, dy), _grads(xp, cache_kept, dy)):
+        assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_inference_never_keeps_the_columns(xp, rng, monkeypatch):
+    monkeypatch.setattr(conv_module, "CACHE_CHUNK_BYTES", 10**9)  # one chunk, yet not kept
+    x, w, b = CHUNK_CASE.arrays(rng)
+    y, cache = _run(xp, CHUNK_CASE, x, w, b, need_backward=False)
+    assert cache.chunk == 7 and cache.cols is None
+    y_train, cache_train = _run(xp, CHUNK_CASE, x, w, b)
+    assert cache_train.cols is not None
+    numpy.testing.assert_array_equal(host(y), host(y_train))
+    dy = rng.standard_normal(y.shape)
+    for got, want in zip(_grads(xp, cache, dy), _grads(xp, cache_train, dy)):
+        assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, expected", [
+    ((128, 6, 14, 14), (16, 6, 5, 5), 1, 0, True),     # LeNet-5's second convolution: 196 / 100 grid
+    ((32, 64, 32, 32), (64, 64, 3, 3), 1, 1, True),    # 34 x 34 grid for 32 x 32 outputs
+    ((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, False),    # stride 2: no grid
+    ((8, 512, 7, 7), (512, 512, 3, 3), 1, 1, False),   # 81 / 49 grid: 512 channels of extra GEMM
+])
+def test_input_grad_on_grid_only_where_it_pays(x_shape, w_shape, stride, padding, expected):
+    stride, pads = (stride, stride), ((padding, padding), (padding, padding))
+    out_hw = tuple(ref.out_len(x_shape[a], w_shape[a], stride[0], 2 * padding) for a in (2, 3))
+    assert conv_module.input_grad_on_grid(x_shape, w_shape, stride, pads, out_hw, 1) is expected
 
 
 def test_budget_smaller_than_one_sample_still_works_one_sample_at_a_time(xp, rng):

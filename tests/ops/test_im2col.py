@@ -6,7 +6,7 @@ import pytest
 import xpnet
 from tests.helpers import host
 from tests.reference import conv as ref
-from xpnet.ops.im2col import col2im, im2col, output_hw, output_size
+from xpnet.ops.im2col import col2im, col2im_grid, im2col, output_hw, output_size
 
 # (x shape, kernel, stride, pads, dilation)
 GEOMETRIES = [
@@ -21,6 +21,7 @@ GEOMETRIES = [
     ((1, 3, 4, 4), (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1)),
     ((1, 2, 4, 3), (3, 4), (2, 2), ((1, 1), (1, 1)), (1, 1)),
     ((1, 1, 3, 3), (5, 5), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    ((2, 2, 7, 6), (3, 2), (1, 1), ((1, 0), (2, 1)), (2, 3)),
 ]
 
 
@@ -73,6 +74,59 @@ def test_integer_valued_float32_is_exact_on_every_backend(xp, case):
     assert back.dtype == numpy.float32
     numpy.testing.assert_array_equal(back, col2im(c, shape, stride, pads, dilation))
     numpy.testing.assert_array_equal(back, ref.col2im(c, shape, stride, pads, dilation))
+
+
+STRIDE1 = [case for case in GEOMETRIES if case[2] == (1, 1)]
+
+
+def _grid_columns(cols, shape, pads):
+    """Batch-last columns (C, KH, KW, N, OH, OW) placed on the padded grid (C, KH, KW, N*Hp*Wp), zeros elsewhere."""
+    C, KH, KW, N, OH, OW = cols.shape
+    Hp, Wp = shape[2] + sum(pads[0]), shape[3] + sum(pads[1])
+    grid = numpy.zeros((C, KH, KW, N, Hp, Wp), cols.dtype)
+    grid[..., :OH, :OW] = cols
+    return grid.reshape(C, KH, KW, N * Hp * Wp)
+
+
+def _col2im_grid_loop(cols, shape, pads, dilation):
+    """The definition: flat padded image[c, m + i*DH*Wp + j*DW] += cols[c, i, j, m], one value at a time."""
+    C, KH, KW, L = cols.shape
+    (pt, pb), (pl, pr) = pads
+    Hp, Wp = shape[2] + pt + pb, shape[3] + pl + pr
+    flat = numpy.zeros((C, (shape[0] + 1) * Hp * Wp))
+    for c in range(C):
+        for i in range(KH):
+            for j in range(KW):
+                for m in range(L):
+                    flat[c, m + i * dilation[0] * Wp + j * dilation[1]] += cols[c, i, j, m]
+    image = flat.reshape(C, shape[0] + 1, Hp, Wp)[:, :shape[0], pt:pt + shape[2], pl:pl + shape[3]]
+    return image.transpose(1, 0, 2, 3)
+
+
+@pytest.mark.parametrize("case", STRIDE1, ids=_ids)
+def test_col2im_grid_matches_loop_definition_and_batch_last_col2im(xp, rng, case):
+    shape, kernel, stride, pads, dilation = case
+    OH, OW = output_hw(shape[2:], kernel, stride, pads, dilation)
+    Hp, Wp = shape[2] + sum(pads[0]), shape[3] + sum(pads[1])
+    any_cols = rng.standard_normal((shape[1], *kernel, shape[0] * Hp * Wp))  # non-output columns too
+    got = host(col2im_grid(xp.asarray(any_cols), shape, pads, dilation))
+    assert got.shape == shape
+    numpy.testing.assert_allclose(got, _col2im_grid_loop(any_cols, shape, pads, dilation), rtol=1e-13, atol=1e-13)
+    cols = rng.standard_normal((shape[1], *kernel, shape[0], OH, OW))  # batch-last layout
+    on_grid = host(col2im_grid(xp.asarray(_grid_columns(cols, shape, pads)), shape, pads, dilation))
+    numpy.testing.assert_allclose(on_grid, col2im(cols, shape, stride, pads, dilation, batch_last=True),
+                                  rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("case", STRIDE1, ids=_ids)
+def test_col2im_grid_is_exact_on_every_backend(xp, case):
+    shape, kernel, _, pads, dilation = case
+    L = shape[0] * (shape[2] + sum(pads[0])) * (shape[3] + sum(pads[1]))
+    cols = numpy.arange(shape[1] * kernel[0] * kernel[1] * L, dtype=numpy.float32) % 11 - 5
+    cols = cols.reshape(shape[1], *kernel, L)
+    got = host(col2im_grid(xp.asarray(cols), shape, pads, dilation))
+    assert got.dtype == numpy.float32
+    numpy.testing.assert_array_equal(got, _col2im_grid_loop(cols, shape, pads, dilation).astype(numpy.float32))
 
 
 def test_col2im_of_ones_counts_the_windows_covering_each_pixel(xp):

@@ -92,7 +92,7 @@ class Conv2d(Layer):
         self._out_hw(tuple(x.shape[2:]))
         bias = self.bias.value if self.bias is not None else None
         y, self._cache = conv2d_forward(x, self.weight.value, bias, self.stride, self.padding,
-                                        self.dilation, self.groups, self.max_workspace_bytes)
+                                        self.dilation, self.groups, self.max_workspace_bytes, need_backward=train)
         return y
 
     def backward(self, dy: Array) -> Array | None:

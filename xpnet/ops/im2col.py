@@ -17,6 +17,13 @@ whole batch is a single matrix product (C_out, C*KH*KW) @ (C*KH*KW, N*OH*OW), wh
 BLAS runs much faster than N small products.  ``col2im`` is its adjoint:
 the same loop with ``+=``.  Within one statement the written positions are distinct,
 so the sums are deterministic (no ``add.at``, no atomics).
+
+For stride 1 there is a copy-friendlier layout, the *grid* layout: with the image padded
+to Hp x Wp and flattened to ``grid (C, N*Hp*Wp)``, kernel tap (i, j) is the same grid shifted
+by ``i*DH*Wp + j*DW``, so ``cols[c, i, j, :]`` is one contiguous run instead of N*C*OH short
+strided ones.  Its columns are the Hp x Wp grid positions rather than the OH x OW outputs;
+the extra ones straddle a row or image edge.  ``col2im_grid`` (the adjoint) is what the
+convolution's input gradient uses, with zeros in those extra columns.
 """
 
 from __future__ import annotations
@@ -112,3 +119,35 @@ def col2im(cols: Array, x_shape: tuple[int, ...], stride: tuple[int, int], pads:
     elif pads == ((0, 0), (0, 0)):
         return padded
     return xp.ascontiguousarray(image)
+
+
+def _grid_geometry(x_shape: tuple[int, ...], pads: Pads) -> tuple[int, int, int]:
+    """(Hp, Wp, L = N*Hp*Wp) of the padded grid."""
+    (pt, pb), (pl, pr) = pads
+    Hp, Wp = pt + x_shape[2] + pb, pl + x_shape[3] + pr
+    return Hp, Wp, x_shape[0] * Hp * Wp
+
+
+def _grid_offsets(kernel: tuple[int, int], dilation: tuple[int, int], Wp: int) -> list[tuple[int, int, int]]:
+    """(i, j, offset) of every kernel tap: where its shifted copy of the flat grid starts."""
+    return [(i, j, i * dilation[0] * Wp + j * dilation[1]) for i in range(kernel[0]) for j in range(kernel[1])]
+
+
+def col2im_grid(cols: Array, x_shape: tuple[int, ...], pads: Pads, dilation: tuple[int, int] = (1, 1)) -> Array:
+    """Stride-1 col2im in the grid layout: cols (C, KH, KW, N*Hp*Wp) -> (N, C, H, W).
+
+    ``image_padded[c, m + i*DH*Wp + j*DW] += cols[c, i, j, m]`` over the flat padded grid (plus
+    one zero image of slack), then the padding is cut off.  Column m = (n, p, q) is output
+    pixel (p, q) of sample n when p < OH and q < OW; for col2im of a convolution's gradient
+    the other columns must hold zeros.
+    """
+    xp = get_xp(cols)
+    C, KH, KW, L = cols.shape
+    N, H, W = x_shape[0], x_shape[2], x_shape[3]
+    (pt, _), (pl, _) = pads
+    Hp, Wp, _ = _grid_geometry(x_shape, pads)
+    grid = xp.zeros((C, (N + 1) * Hp * Wp), dtype=cols.dtype)
+    for i, j, offset in _grid_offsets((KH, KW), dilation, Wp):
+        grid[:, offset:offset + L] += cols[:, i, j]
+    image = grid.reshape(C, N + 1, Hp, Wp)[:, :N, pt:pt + H, pl:pl + W]  # (C, N, H, W)
+    return xp.ascontiguousarray(image.transpose(1, 0, 2, 3))  # (C, N, H, W) -> (N, C, H, W)

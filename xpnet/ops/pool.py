@@ -7,8 +7,10 @@ KH x KW, as in im2col), for each output pixel:
     min:  y = min_k x_k      the same with the arg-min
     avg:  y = sum_k x_k / D  dL/dx spreads dy / D to every window position
 
-Each op is a loop over the KH x KW positions, each step one operation on whole strided
-slices of the batch: no im2col matrix is built.
+Max and min pooling are separable: one pass along the rows of the windows (KW strided
+slices), then one down their columns (KH slices).  Average pooling loops over the KH x KW
+positions.  Each step is one operation on whole strided slices of the batch: no im2col
+matrix is built.
 
 Padding: max (min) pooling pads with -inf (+inf), so a padded cell never wins.  Average
 pooling pads with zeros; by default the zeros count in the divisor ``D = KH * KW``
@@ -20,7 +22,6 @@ The gradients go back to the pixels with strided slice adds (overlapping windows
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 from ..backend import Array, get_xp
@@ -30,13 +31,13 @@ from .im2col import output_hw, pad_input, window_slices
 
 
 class PoolCache(NamedTuple):
-    """What a pooling backward needs: geometry plus arg-max indices or divisors."""
+    """What a pooling backward needs: geometry plus the winners' positions or the divisors."""
 
     x_shape: tuple[int, ...]
     kernel: tuple[int, int]
     stride: tuple[int, int]
     pads: Pads
-    index: Array | None    # (N, C, OH, OW) winning window position, for max/min
+    index: tuple[Array, Array] | None  # max/min: (column winners (N, C, Hp, OW), row winners (N, C, OH, OW))
     divisor: Array | None  # (OH, OW) or scalar, for avg
 
 
@@ -65,42 +66,95 @@ def _windows(cache_like: tuple, out_hw: tuple[int, int]) -> list[tuple[slice, sl
     return [window_slices(i, j, out_hw, stride, (1, 1)) for i in range(KH) for j in range(KW)]
 
 
+def _along(a: Array, axis: int, start: int, stride: int, count: int) -> Array:
+    """The strided view a[..., start::stride][:count] along ``axis`` (2 = rows, 3 = columns)."""
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(start, start + stride * (count - 1) + 1, stride)
+    return a[tuple(index)]
+
+
+def _extreme_along(a: Array, axis: int, kernel: int, stride: int, count: int,
+                   largest: bool) -> tuple[Array, Array]:
+    """1-D max (min) pooling of ``a`` along ``axis``: ``(best, index)``, index the first winner's position.
+
+    A later window position replaces the best only when strictly better, so ties keep the first.
+    """
+    xp = get_xp(a)
+    best, index = _along(a, axis, 0, stride, count), None
+    extreme = xp.maximum if largest else xp.minimum
+    for k in range(1, kernel):
+        candidate = _along(a, axis, k, stride, count)
+        better = candidate > best if largest else candidate < best
+        if index is None:
+            index, best = better.astype(xp.int8), extreme(best, candidate)
+        else:
+            xp.copyto(index, xp.int8(k), where=better)
+            extreme(best, candidate, out=best)
+    if index is None:  # a window of one
+        best, index = best.copy(), xp.zeros(best.shape, dtype=xp.int8)
+    return best, index
+
+
 def _extreme_pool(x: Array, kernel_size: IntPair, stride: IntPair | None, padding: IntPair,
                   largest: bool) -> tuple[Array, PoolCache]:
-    """A loop over the KH x KW window positions, each a comparison of whole strided slices.
+    """Separable max (min) pooling: first along the rows of each window, then down its columns.
 
-    ``index`` keeps the first winning position: a later one replaces it only when strictly better.
+    The extreme of a window is the extreme of its per-row extremes.  Picking the first
+    winning column in each row, then the first row whose winner is strictly better than
+    the rows above it, finds the first winner in row-major order: the same tie rule as
+    PyTorch's arg-max.  Two 1-D passes touch far fewer strided elements than
+    KH x KW window slices, and their inner loops run along whole rows.
     """
     who = "max_pool2d" if largest else "min_pool2d"
     check_pool_input(x, who)
     kernel, stride, pads = pool_geometry(kernel_size, stride, padding, who)
-    out_hw = output_hw(x.shape[2:], kernel, stride, pads, who=who)
-    xp = get_xp(x)
+    OH, OW = output_hw(x.shape[2:], kernel, stride, pads, who=who)
     padded = pad_input(x, pads, -float("inf") if largest else float("inf"))
-    windows = _windows((kernel, stride), out_hw)
-    y = padded[(slice(None), slice(None)) + windows[0]].copy()  # (N, C, OH, OW)
-    index = xp.zeros(y.shape, dtype=xp.int8 if len(windows) < 128 else xp.int32)
-    for position, (rows, columns) in enumerate(windows[1:], start=1):
-        candidate = padded[:, :, rows, columns]
-        better = candidate > y if largest else candidate < y
-        xp.copyto(index, position, where=better)
-        (xp.maximum if largest else xp.minimum)(y, candidate, out=y)
-    return y, PoolCache(tuple(x.shape), kernel, stride, pads, index, None)
+    rows, column_index = _extreme_along(padded, 3, kernel[1], stride[1], OW, largest)  # (N, C, Hp, OW)
+    y, row_index = _extreme_along(rows, 2, kernel[0], stride[0], OH, largest)         # (N, C, OH, OW)
+    return y, PoolCache(tuple(x.shape), kernel, stride, pads, (column_index, row_index), None)
+
+
+def _route_along(d: Array, index: Array, axis: int, kernel: int, stride: int, size: int) -> Array:
+    """Adjoint of :func:`_extreme_along`: each value of d goes to the position ``index`` names.
+
+    ``size`` is the input's length along ``axis``; positions no window picked get 0.
+    """
+    xp = get_xp(d)
+    count = d.shape[axis]
+    shape = list(d.shape)
+    shape[axis] = size
+    tiled = stride == kernel and size == kernel * count  # every input position in exactly one window
+    routed = xp.empty(shape, dtype=d.dtype) if tiled else xp.zeros(shape, dtype=d.dtype)
+    for k in range(kernel):
+        target = _along(routed, axis, k, stride, count)
+        if tiled:
+            xp.multiply(d, index == k, out=target)
+        else:
+            target += d * (index == k)
+    return routed
 
 
 def _route_to_index(dy: Array, cache: PoolCache) -> Array:
-    """dy (N, C, OH, OW) -> dx, each value added to the input pixel that won its window."""
-    return _spread(dy, cache, lambda position: dy * (cache.index == position))
-
-
-def _spread(dy: Array, cache: PoolCache, part: Callable[[int], Array]) -> Array:
-    """dx (N, C, H, W) = the sum over window positions k of ``part(k)`` added where window k reads."""
-    xp = get_xp(dy)
+    """dy (N, C, OH, OW) -> dx (N, C, H, W), each value added to the input pixel that won its window."""
     N, C, H, W = cache.x_shape
     (pt, pb), (pl, pr) = cache.pads
-    padded = xp.zeros((N, C, pt + H + pb, pl + W + pr), dtype=dy.dtype)
-    for position, (rows, columns) in enumerate(_windows((cache.kernel, cache.stride), dy.shape[2:])):
-        padded[:, :, rows, columns] += part(position)
+    column_index, row_index = cache.index
+    rows = _route_along(dy, row_index, 2, cache.kernel[0], cache.stride[0], pt + H + pb)            # (N, C, Hp, OW)
+    padded = _route_along(rows, column_index, 3, cache.kernel[1], cache.stride[1], pl + W + pr)  # (N, C, Hp, Wp)
+    if cache.pads == ((0, 0), (0, 0)):
+        return padded
+    return get_xp(dy).ascontiguousarray(padded[:, :, pt:pt + H, pl:pl + W])
+
+
+def _spread(share: Array, cache: PoolCache) -> Array:
+    """dx (N, C, H, W): ``share`` (N, C, OH, OW) added to every pixel of its window."""
+    xp = get_xp(share)
+    N, C, H, W = cache.x_shape
+    (pt, pb), (pl, pr) = cache.pads
+    padded = xp.zeros((N, C, pt + H + pb, pl + W + pr), dtype=share.dtype)
+    for rows, columns in _windows((cache.kernel, cache.stride), share.shape[2:]):
+        padded[:, :, rows, columns] += share
     return xp.ascontiguousarray(padded[:, :, pt:pt + H, pl:pl + W])
 
 
@@ -160,7 +214,7 @@ def avg_pool2d_forward(x: Array, kernel_size: IntPair, stride: IntPair | None = 
 def avg_pool2d_backward(dy: Array, cache: PoolCache) -> Array:
     """dL/dx of average pooling: dy / D spread over every window position."""
     share = (dy / cache.divisor).astype(dy.dtype, copy=False)  # (N, C, OH, OW)
-    return _spread(dy, cache, lambda position: share)
+    return _spread(share, cache)
 
 
 def global_avg_pool2d_forward(x: Array, keepdims: bool = False) -> tuple[Array, tuple[int, ...]]:
