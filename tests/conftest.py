@@ -7,6 +7,7 @@ numpy always; the strict device-like backend (tests/strict_backend.py) always; c
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy
@@ -76,4 +77,12 @@ def dx_layout(request, monkeypatch):
     from xpnet.ops import conv
     on_grid = request.param == "grid"
     monkeypatch.setattr(conv, "input_grad_on_grid", lambda x_shape, w_shape, stride, *_: on_grid and stride == (1, 1))
+    return request.param
+
+
+@pytest.fixture(params=["one-pass", "two-pass"])
+def im2col_passes(request, monkeypatch):
+    """Run an im2col/col2im test down each code path: tap by tap, or columns then rows."""
+    module = importlib.import_module("xpnet.ops.im2col")  # the name xpnet.ops.im2col is the function
+    monkeypatch.setattr(module, "ROW_PASS_BYTES", 0 if request.param == "one-pass" else 2**62)
     return request.param

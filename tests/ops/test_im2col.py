@@ -30,28 +30,36 @@ def _ids(case):
     return f"x{shape}-k{kernel}-s{stride}-p{pads}-d{dilation}".replace(" ", "")
 
 
+BATCH_LAST = (1, 2, 3, 0, 4, 5)  # (N, C, KH, KW, OH, OW) -> (C, KH, KW, N, OH, OW)
+
+
+@pytest.mark.parametrize("batch_last", [False, True])
 @pytest.mark.parametrize("case", GEOMETRIES, ids=_ids)
-def test_im2col_matches_loop_definition(xp, rng, case):
+def test_im2col_matches_loop_definition(xp, rng, case, im2col_passes, batch_last):
     shape, kernel, stride, pads, dilation = case
     x = rng.standard_normal(shape)
-    cols = im2col(xp.asarray(x), kernel, stride, pads, dilation)
+    cols = im2col(xp.asarray(x), kernel, stride, pads, dilation, batch_last=batch_last)
     expected = ref.im2col(x, kernel, stride, pads, dilation)
+    if batch_last:
+        expected = expected.transpose(BATCH_LAST)
     assert cols.shape == expected.shape
     numpy.testing.assert_array_equal(host(cols), expected)
 
 
+@pytest.mark.parametrize("batch_last", [False, True])
 @pytest.mark.parametrize("case", GEOMETRIES, ids=_ids)
-def test_col2im_matches_loop_definition(xp, rng, case):
+def test_col2im_matches_loop_definition(xp, rng, case, im2col_passes, batch_last):
     shape, kernel, stride, pads, dilation = case
     OH, OW = output_hw(shape[2:], kernel, stride, pads, dilation)
     cols = rng.standard_normal((shape[0], shape[1], *kernel, OH, OW))
-    x = col2im(xp.asarray(cols), shape, stride, pads, dilation)
+    layout = cols.transpose(BATCH_LAST) if batch_last else cols
+    x = col2im(xp.asarray(numpy.ascontiguousarray(layout)), shape, stride, pads, dilation, batch_last=batch_last)
     assert x.shape == shape
     numpy.testing.assert_allclose(host(x), ref.col2im(cols, shape, stride, pads, dilation), rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("case", GEOMETRIES, ids=_ids)
-def test_col2im_is_adjoint_of_im2col(xp, rng, case):
+def test_col2im_is_adjoint_of_im2col(xp, rng, case, im2col_passes):
     shape, kernel, stride, pads, dilation = case
     OH, OW = output_hw(shape[2:], kernel, stride, pads, dilation)
     x = rng.standard_normal(shape)
@@ -62,7 +70,7 @@ def test_col2im_is_adjoint_of_im2col(xp, rng, case):
 
 
 @pytest.mark.parametrize("case", GEOMETRIES, ids=_ids)
-def test_integer_valued_float32_is_exact_on_every_backend(xp, case):
+def test_integer_valued_float32_is_exact_on_every_backend(xp, case, im2col_passes):
     shape, kernel, stride, pads, dilation = case
     x = numpy.arange(numpy.prod(shape), dtype=numpy.float32).reshape(shape) - 7
     cols = host(im2col(xp.asarray(x), kernel, stride, pads, dilation))
@@ -137,14 +145,14 @@ def test_col2im_of_ones_counts_the_windows_covering_each_pixel(xp):
     numpy.testing.assert_array_equal(counts[0, 0], numpy.outer(row, row))
 
 
-def test_im2col_pad_value_fills_the_border(xp):
+def test_im2col_pad_value_fills_the_border(xp, im2col_passes):
     x = numpy.arange(4.0).reshape(1, 1, 2, 2)
     cols = host(im2col(xp.asarray(x), (2, 2), (1, 1), ((1, 0), (0, 1)), pad_value=-numpy.inf))
     numpy.testing.assert_array_equal(cols, ref.im2col(x, (2, 2), (1, 1), ((1, 0), (0, 1)), pad_value=-numpy.inf))
     assert numpy.isneginf(cols[0, 0, 0, :, 0, :]).all() and numpy.isneginf(cols[0, 0, :, 1, :, 1]).all()
 
 
-def test_im2col_of_non_contiguous_view_matches_contiguous(xp, rng):
+def test_im2col_of_non_contiguous_view_matches_contiguous(xp, rng, im2col_passes):
     big = rng.standard_normal((2, 3, 10, 6))
     view = xp.asarray(big)[:, :, ::2].transpose(0, 1, 3, 2)
     contiguous = numpy.ascontiguousarray(big[:, :, ::2].transpose(0, 1, 3, 2))

@@ -28,6 +28,8 @@ convolution's input gradient uses, with zeros in those extra columns.
 
 from __future__ import annotations
 
+import math
+
 from ..backend import Array, get_xp
 from ..errors import ShapeError
 from ._args import Pads
@@ -72,25 +74,49 @@ def window_slices(i: int, j: int, out_hw: tuple[int, int], stride: tuple[int, in
             slice(left, left + stride[1] * (out_hw[1] - 1) + 1, stride[1]))
 
 
+ROW_PASS_BYTES = 4 * 2**20  # im2col/col2im go in two passes when the intermediate fits in cache
+
+
+def _tap(axis: int, k: int) -> tuple:
+    """Index of kernel tap k along ``axis`` (the KH axis of cols, the KW axis of the row buffer)."""
+    return (slice(None),) * axis + (k,)
+
+
+def _row_buffer_shape(lead: tuple[int, int], KW: int, Hp: int, OW: int, batch_last: bool) -> tuple[int, ...]:
+    """(C, KW, N, Hp, OW) with ``batch_last``, else (N, C, KW, Hp, OW): cols without KH, Hp for OH."""
+    return (lead[0], KW, lead[1], Hp, OW) if batch_last else (*lead, KW, Hp, OW)
+
+
 def im2col(x: Array, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
            dilation: tuple[int, int] = (1, 1), pad_value: float = 0.0, batch_last: bool = False) -> Array:
-    """x (N, C, H, W) -> cols (N, C, KH, KW, OH, OW), or (C, KH, KW, N, OH, OW) with ``batch_last``."""
+    """x (N, C, H, W) -> cols (N, C, KH, KW, OH, OW), or (C, KH, KW, N, OH, OW) with ``batch_last``.
+
+    When the intermediate fits in ``ROW_PASS_BYTES`` it goes in two passes: KW column-shifted
+    copies of the whole padded image (rows kept, Hp x OW each), then KH row shifts of those,
+    whose copies are runs of OH*OW (for row stride 1) instead of OW: far fewer short runs.
+    """
     xp = get_xp(x)
     N, C, H, W = x.shape
     KH, KW = kernel
     OH, OW = output_hw((H, W), kernel, stride, pads, dilation)
     if batch_last:  # slicing a contiguous (C, N, H, W) copy keeps every copy below sequential
         x = xp.ascontiguousarray(x.transpose(1, 0, 2, 3))  # (C, N, H, W)
-    padded = pad_input(x, pads, pad_value)
+    padded = pad_input(x, pads, pad_value)  # (C, N, Hp, Wp) or (N, C, Hp, Wp)
+    lead, Hp = padded.shape[:2], padded.shape[2]
+    axis = 1 if batch_last else 2  # of KH in cols and of KW in the row buffer
     cols = xp.empty((C, KH, KW, N, OH, OW) if batch_last else (N, C, KH, KW, OH, OW), dtype=x.dtype)
+    row_shape = _row_buffer_shape(lead, KW, Hp, OW, batch_last)
+    if math.prod(row_shape) * x.itemsize <= ROW_PASS_BYTES:
+        shifted = xp.empty(row_shape, dtype=x.dtype)
+        for j in range(KW):
+            shifted[_tap(axis, j)] = padded[:, :, :, window_slices(0, j, (OH, OW), stride, dilation)[1]]
+        for i in range(KH):
+            cols[_tap(axis, i)] = shifted[:, :, :, window_slices(i, 0, (OH, OW), stride, dilation)[0]]
+        return cols
     for i in range(KH):
         for j in range(KW):
             rows, columns = window_slices(i, j, (OH, OW), stride, dilation)
-            window = padded[:, :, rows, columns]
-            if batch_last:
-                cols[:, i, j] = window
-            else:
-                cols[:, :, i, j] = window
+            cols[_tap(axis, i) + (j,)] = padded[:, :, rows, columns]
     return cols
 
 
@@ -98,7 +124,8 @@ def col2im(cols: Array, x_shape: tuple[int, ...], stride: tuple[int, int], pads:
            dilation: tuple[int, int] = (1, 1), batch_last: bool = False) -> Array:
     """cols (N, C, KH, KW, OH, OW) (or (C, KH, KW, N, OH, OW) with ``batch_last``) -> (N, C, H, W).
 
-    Sums every window value back to the pixel it came from.
+    Sums every window value back to the pixel it came from (in two passes, the reverse of
+    :func:`im2col`'s, when the intermediate fits in ``ROW_PASS_BYTES``).
     """
     xp = get_xp(cols)
     if batch_last:
@@ -108,11 +135,20 @@ def col2im(cols: Array, x_shape: tuple[int, ...], stride: tuple[int, int], pads:
     H, W = x_shape[2], x_shape[3]
     (pt, pb), (pl, pr) = pads
     lead = (C, N) if batch_last else (N, C)  # accumulate in the layout of cols: sequential adds
+    axis = 1 if batch_last else 2
     padded = xp.zeros(lead + (pt + H + pb, pl + W + pr), dtype=cols.dtype)
-    for i in range(KH):
+    row_shape = _row_buffer_shape(lead, KW, pt + H + pb, OW, batch_last)
+    if math.prod(row_shape) * cols.itemsize <= ROW_PASS_BYTES:
+        shifted = xp.zeros(row_shape, dtype=cols.dtype)
+        for i in range(KH):
+            shifted[:, :, :, window_slices(i, 0, (OH, OW), stride, dilation)[0]] += cols[_tap(axis, i)]
         for j in range(KW):
-            rows, columns = window_slices(i, j, (OH, OW), stride, dilation)
-            padded[:, :, rows, columns] += cols[:, i, j] if batch_last else cols[:, :, i, j]
+            padded[:, :, :, window_slices(0, j, (OH, OW), stride, dilation)[1]] += shifted[_tap(axis, j)]
+    else:
+        for i in range(KH):
+            for j in range(KW):
+                rows, columns = window_slices(i, j, (OH, OW), stride, dilation)
+                padded[:, :, rows, columns] += cols[_tap(axis, i) + (j,)]
     image = padded[:, :, pt:pt + H, pl:pl + W]
     if batch_last:
         image = image.transpose(1, 0, 2, 3)  # (C, N, H, W) -> (N, C, H, W)
