@@ -68,6 +68,17 @@ def test_avg_pool_forward_passes_its_arguments(xp, rng, kernel, stride, padding,
     numpy.testing.assert_array_equal(host(y), expected)
 
 
+def test_inference_forward_tracks_no_winners_and_backward_still_works(rng):
+    layer, x = MaxPool2d(2), rng.standard_normal((2, 3, 4, 4))
+    y_train = layer.forward(x, train=True)
+    assert layer._cached().index is not None
+    dx_train = layer.backward(numpy.ones(y_train.shape))
+    y_eval = layer.forward(x, train=False)
+    assert layer._cached().index is None
+    numpy.testing.assert_array_equal(y_eval, y_train)
+    numpy.testing.assert_array_equal(layer.backward(numpy.ones(y_eval.shape)), dx_train)
+
+
 def test_max_and_min_pool_pick_the_window_extremes():
     x = numpy.arange(16, dtype=numpy.float64).reshape(1, 1, 4, 4)
     numpy.testing.assert_array_equal(MaxPool2d(2)(x)[0, 0], [[5, 7], [13, 15]])

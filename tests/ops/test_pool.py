@@ -131,6 +131,22 @@ def test_pool_gradcheck(xp, rng, kind, shape, kernel, stride, padding):
 
 
 @pytest.mark.parametrize("kind", ["max", "min"])
+@pytest.mark.parametrize("shape, kernel, stride, padding", GRID + [pytest.param((2, 2, 3, 4), 1, 1, 0, id="kernel1")])
+def test_inference_forward_skips_the_winners_yet_backward_routes_exactly(xp, rng, kind, shape, kernel, stride,
+                                                                         padding):
+    x = rng.integers(-2, 3, shape).astype(numpy.float64)  # many ties
+    op = ops.max_pool2d_forward if kind == "max" else ops.min_pool2d_forward
+    y_train, cache_train = op(xp.asarray(x), kernel, stride, padding)
+    y, cache = op(xp.asarray(x), kernel, stride, padding, need_backward=False)
+    assert cache.index is None and cache_train.index is not None
+    numpy.testing.assert_array_equal(host(y), host(y_train))
+    dy = rng.integers(-5, 6, y.shape).astype(numpy.float64)  # integer sums: exact in any order
+    dx = host(backward(kind, xp.asarray(dy), cache))
+    numpy.testing.assert_array_equal(dx, host(backward(kind, xp.asarray(dy), cache_train)))
+    numpy.testing.assert_array_equal(dx, reference_backward(kind, x, dy, kernel, stride, padding))
+
+
+@pytest.mark.parametrize("kind", ["max", "min"])
 def test_all_equal_windows_route_to_the_first_element(xp, kind):
     x = numpy.full((1, 1, 4, 4), 7.0)
     dy = numpy.array([[[[1.0, 2.0], [3.0, 4.0]]]])

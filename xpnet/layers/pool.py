@@ -39,7 +39,7 @@ class _Pool2d(Layer):
 
     def forward(self, x: Array, train: bool = False) -> Array:
         self._check(x)
-        y, self._cache = self._forward(x, self.kernel_size, self.stride, self.padding)
+        y, self._cache = self._forward(x, self.kernel_size, self.stride, self.padding, need_backward=train)
         return y
 
     def backward(self, dy: Array) -> Array:

@@ -39,6 +39,7 @@ class PoolCache(NamedTuple):
     pads: Pads
     index: tuple[Array, Array] | None  # max/min: (column winners (N, C, Hp, OW), row winners (N, C, OH, OW))
     divisor: Array | None  # (OH, OW) or scalar, for avg
+    x: Array | None = None  # max/min without need_backward: the input, to find the winners if asked
 
 
 def pool_geometry(kernel_size: IntPair, stride: IntPair | None, padding: IntPair,
@@ -74,44 +75,52 @@ def _along(a: Array, axis: int, start: int, stride: int, count: int) -> Array:
 
 
 def _extreme_along(a: Array, axis: int, kernel: int, stride: int, count: int,
-                   largest: bool) -> tuple[Array, Array]:
+                   largest: bool, need_index: bool = True) -> tuple[Array, Array | None]:
     """1-D max (min) pooling of ``a`` along ``axis``: ``(best, index)``, index the first winner's position.
 
     A later window position replaces the best only when strictly better, so ties keep the first.
+    Without ``need_index`` the index is None and only the extremes are computed.
     """
     xp = get_xp(a)
     best, index = _along(a, axis, 0, stride, count), None
     extreme = xp.maximum if largest else xp.minimum
     for k in range(1, kernel):
         candidate = _along(a, axis, k, stride, count)
+        if not need_index:
+            best = extreme(best, candidate) if k == 1 else extreme(best, candidate, out=best)
+            continue
         better = candidate > best if largest else candidate < best
         if index is None:
             index, best = better.astype(xp.int8), extreme(best, candidate)
         else:
             xp.copyto(index, xp.int8(k), where=better)
             extreme(best, candidate, out=best)
-    if index is None:  # a window of one
-        best, index = best.copy(), xp.zeros(best.shape, dtype=xp.int8)
+    if kernel == 1:  # a window of one
+        best, index = best.copy(), xp.zeros(best.shape, dtype=xp.int8) if need_index else None
     return best, index
 
 
 def _extreme_pool(x: Array, kernel_size: IntPair, stride: IntPair | None, padding: IntPair,
-                  largest: bool) -> tuple[Array, PoolCache]:
+                  largest: bool, need_backward: bool = True) -> tuple[Array, PoolCache]:
     """Separable max (min) pooling: first along the rows of each window, then down its columns.
 
     The extreme of a window is the extreme of its per-row extremes.  Picking the first
     winning column in each row, then the first row whose winner is strictly better than
     the rows above it, finds the first winner in row-major order: the same tie rule as
     PyTorch's arg-max.  Two 1-D passes touch far fewer strided elements than
-    KH x KW window slices, and their inner loops run along whole rows.
+    KH x KW window slices, and their inner loops run along whole rows.  Without
+    ``need_backward`` (inference) the winners are not tracked; the cache keeps x instead,
+    and a backward pass finds them then.
     """
     who = "max_pool2d" if largest else "min_pool2d"
     check_pool_input(x, who)
     kernel, stride, pads = pool_geometry(kernel_size, stride, padding, who)
     OH, OW = output_hw(x.shape[2:], kernel, stride, pads, who=who)
     padded = pad_input(x, pads, -float("inf") if largest else float("inf"))
-    rows, column_index = _extreme_along(padded, 3, kernel[1], stride[1], OW, largest)  # (N, C, Hp, OW)
-    y, row_index = _extreme_along(rows, 2, kernel[0], stride[0], OH, largest)         # (N, C, OH, OW)
+    rows, column_index = _extreme_along(padded, 3, kernel[1], stride[1], OW, largest, need_backward)  # (N, C, Hp, OW)
+    y, row_index = _extreme_along(rows, 2, kernel[0], stride[0], OH, largest, need_backward)         # (N, C, OH, OW)
+    if not need_backward:
+        return y, PoolCache(tuple(x.shape), kernel, stride, pads, None, None, x)
     return y, PoolCache(tuple(x.shape), kernel, stride, pads, (column_index, row_index), None)
 
 
@@ -135,10 +144,12 @@ def _route_along(d: Array, index: Array, axis: int, kernel: int, stride: int, si
     return routed
 
 
-def _route_to_index(dy: Array, cache: PoolCache) -> Array:
+def _route_to_index(dy: Array, cache: PoolCache, largest: bool) -> Array:
     """dy (N, C, OH, OW) -> dx (N, C, H, W), each value added to the input pixel that won its window."""
     N, C, H, W = cache.x_shape
     (pt, pb), (pl, pr) = cache.pads
+    if cache.index is None:  # an inference forward: find the winners now
+        cache = _extreme_pool(cache.x, cache.kernel, cache.stride, (pt, pl), largest)[1]
     column_index, row_index = cache.index
     rows = _route_along(dy, row_index, 2, cache.kernel[0], cache.stride[0], pt + H + pb)            # (N, C, Hp, OW)
     padded = _route_along(rows, column_index, 3, cache.kernel[1], cache.stride[1], pl + W + pr)  # (N, C, Hp, Wp)
@@ -159,25 +170,28 @@ def _spread(share: Array, cache: PoolCache) -> Array:
 
 
 def max_pool2d_forward(x: Array, kernel_size: IntPair, stride: IntPair | None = None,
-                       padding: IntPair = 0) -> tuple[Array, PoolCache]:
-    """y (N, C, OH, OW): the largest value of each window of x (N, C, H, W)."""
-    return _extreme_pool(x, kernel_size, stride, padding, largest=True)
+                       padding: IntPair = 0, need_backward: bool = True) -> tuple[Array, PoolCache]:
+    """y (N, C, OH, OW): the largest value of each window of x (N, C, H, W).
+
+    ``need_backward=False`` (inference) skips tracking the arg-max; backward still works.
+    """
+    return _extreme_pool(x, kernel_size, stride, padding, largest=True, need_backward=need_backward)
 
 
 def max_pool2d_backward(dy: Array, cache: PoolCache) -> Array:
     """dL/dx of max pooling: dy goes to the first arg-max of each window."""
-    return _route_to_index(dy, cache)
+    return _route_to_index(dy, cache, largest=True)
 
 
 def min_pool2d_forward(x: Array, kernel_size: IntPair, stride: IntPair | None = None,
-                       padding: IntPair = 0) -> tuple[Array, PoolCache]:
-    """y (N, C, OH, OW): the smallest value of each window of x (N, C, H, W)."""
-    return _extreme_pool(x, kernel_size, stride, padding, largest=False)
+                       padding: IntPair = 0, need_backward: bool = True) -> tuple[Array, PoolCache]:
+    """y (N, C, OH, OW): the smallest value of each window of x (N, C, H, W); see max_pool2d_forward."""
+    return _extreme_pool(x, kernel_size, stride, padding, largest=False, need_backward=need_backward)
 
 
 def min_pool2d_backward(dy: Array, cache: PoolCache) -> Array:
     """dL/dx of min pooling: dy goes to the first arg-min of each window."""
-    return _route_to_index(dy, cache)
+    return _route_to_index(dy, cache, largest=False)
 
 
 def _avg_divisor(x: Array, kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
