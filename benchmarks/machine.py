@@ -8,6 +8,7 @@ import os
 import platform
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,34 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         return None
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat), else None."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait; steal (a busy neighbour VM) counts as busy
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot() -> tuple[float | None, float, float]:
+    """(machine busy CPU s, this process's and its finished children's CPU s, wall s), to diff later."""
+    t = os.times()
+    return _machine_busy_seconds(), t.user + t.system + t.children_user + t.children_system, time.perf_counter()
+
+
+def other_cpus(start: tuple[float | None, float, float], end: tuple[float | None, float, float]) -> float | None:
+    """How many CPUs other processes kept busy on average between two snapshots (None off Linux).
+
+    Unlike the load average, this leaves out the benchmark's own threads, so a run that
+    uses every core on its own is not reported as disturbed.
+    """
+    if start[0] is None or end[0] is None or end[2] <= start[2]:
+        return None
+    others = (end[0] - start[0]) - (end[1] - start[1])
+    return round(max(others, 0.0) / (end[2] - start[2]), 2)
 
 
 def machine_info(device: str, torch: Any | None) -> dict[str, Any]:

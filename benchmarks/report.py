@@ -39,13 +39,23 @@ def spread(side: dict[str, Any] | None) -> str:
 
 
 NOISY_SPREAD = 1.5  # max/min of one side's repeats above which a row is flagged
+OTHER_CPUS_LIMIT = 0.25  # CPUs other processes kept busy during a case above which it is flagged
+
+
+def _busy_elsewhere(case: dict[str, Any], cpus: int) -> bool:
+    """Other processes used the CPUs during the case (older results: the load average rule)."""
+    if case.get("id") == "memory":  # a peak RSS does not depend on them
+        return False
+    if case.get("other_cpus") is not None:
+        return case["other_cpus"] > OTHER_CPUS_LIMIT
+    load = case.get("load_average_1min")
+    return load is not None and load > 0.5 * cpus
 
 
 def disturbed(case: dict[str, Any], cpus: int) -> bool:
-    """Whether other processes visibly disturbed a timing: a wide spread, or a load above half the CPUs."""
+    """Whether a timing is suspect: a wide spread, or other processes busy on the CPUs meanwhile."""
     wide = any(side is not None and side["max"] > NOISY_SPREAD * side["min"] for side in (case["xpnet"], case["torch"]))
-    load = case.get("load_average_1min") if case.get("id") != "memory" else None  # a peak RSS ignores load
-    return wide or (load is not None and load > 0.5 * cpus)
+    return wide or _busy_elsewhere(case, cpus)
 
 
 def ratio_cell(case: dict[str, Any], cpus: int = 1) -> str:
@@ -68,10 +78,13 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"- software: xpnet {m['xpnet']}" + (f" (git {m['xpnet_git']})" if m["xpnet_git"] else "")
         + f" · numpy {m['numpy']} with {m['blas']} ({m['blas_threads']} threads) · {torch}",
     ]
+    others = [c["other_cpus"] for c in results["cases"] if c.get("other_cpus") is not None]
     if all(load):
-        lines.append(f"- load average (1 min) at start / end: {load[0][0]} / {load[1][0]}"
-                     + ("; other processes were running, so timings are noisier than on an idle machine"
-                        if max(load[0][0], load[1][0]) > 0.5 * m["usable_cpus"] else ""))
+        lines.append(f"- load average (1 min, the benchmark's own threads included) at start / end: "
+                     f"{load[0][0]} / {load[1][0]}")
+    if others:
+        lines.append(f"- CPU time of other processes during the cases: {min(others)}–{max(others)} CPUs on average"
+                     + ("; some rows were disturbed (⚠)" if max(others) > OTHER_CPUS_LIMIT else " (an idle machine)"))
     peak = results.get("gemm_peak_gflops", {})
     if peak:
         s = results["settings"]
@@ -101,9 +114,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {title} | {case['unit']} | {spread(case['xpnet'])} | {spread(case['torch'])} | "
                      f"{ratio_cell(case, cpus)} |")
     if any(disturbed(case, cpus) for case in cases if case.get("ratio") is not None):
-        lines += ["", f"⚠ disturbed: one side's repeats spread more than {NOISY_SPREAD}x (max/min), or the "
-                  "1-minute load average was above half the CPUs when the case ended; other processes were "
-                  "competing for the cores, so re-run that row on an idle machine."]
+        lines += ["", f"⚠ disturbed: one side's repeats spread more than {NOISY_SPREAD}x (max/min), or other "
+                  f"processes kept more than {OTHER_CPUS_LIMIT} CPUs busy on average during the case; re-run "
+                  "that row on an idle machine."]
     convs = [c for c in cases if c["id"].startswith("conv")]
     if convs:
         base = next(iter(results.get("gemm_peak_gflops", {})), "GEMM")

@@ -27,7 +27,7 @@ import xpnet
 
 from . import TORCH_INSTALL, cases, memory, report
 from .cases import CONV_CASES, ConvCase, Target
-from .machine import blas_threads, load_average, machine_info
+from .machine import blas_threads, cpu_snapshot, load_average, machine_info, other_cpus
 from .timing import SETTLE, Contender, Samples, alternate, summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -204,11 +204,12 @@ def run(settings: Settings, target: Target, selected: Sequence[str], threads: in
     for case_id in CASE_IDS:
         if case_id not in selected:
             continue
-        start = time.perf_counter()
+        start, snapshot = time.perf_counter(), cpu_snapshot()
         records = steps[case_id]()
-        load = load_average()
+        load, others = load_average(), other_cpus(snapshot, cpu_snapshot())
         for record in records:
             record["load_average_1min"] = None if load is None else load[0]
+            record["other_cpus"] = others
             _print_case(record, (time.perf_counter() - start) / len(records))
         results["cases"].extend(records)
     return results

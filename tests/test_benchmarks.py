@@ -4,6 +4,7 @@ import dataclasses
 import json
 import re
 import sys
+import time
 
 import pytest
 
@@ -139,13 +140,29 @@ def test_ratio_is_pytorch_time_over_xpnet_time():
     assert record["xpnet"]["median"] == pytest.approx(5.0) and record["torch"]["median"] == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("xpnet_range, load, flagged", [
-    ((1.0, 1.4), 0.2, False),
-    ((1.0, 1.6), 0.2, True),   # wide spread
-    ((1.0, 1.1), 1.5, True),   # load above half of 2 CPUs
+@pytest.mark.parametrize("xpnet_range, load, others, flagged", [
+    ((1.0, 1.4), 0.2, None, False),
+    ((1.0, 1.6), 0.2, None, True),   # wide spread
+    ((1.0, 1.1), 1.5, None, True),   # older results: load above half of 2 CPUs
+    ((1.0, 1.1), 1.9, 0.1, False),   # a high load from the benchmark's own threads only
+    ((1.0, 1.1), 0.2, 0.6, True),    # other processes busy on the CPUs
 ])
-def test_disturbed_rows_are_flagged(xpnet_range, load, flagged):
+def test_disturbed_rows_are_flagged(xpnet_range, load, others, flagged):
     side = lambda lo, hi: {"median": lo, "min": lo, "max": hi}  # noqa: E731
-    case = {"xpnet": side(*xpnet_range), "torch": side(2.0, 2.1), "ratio": 0.5, "load_average_1min": load}
+    case = {"xpnet": side(*xpnet_range), "torch": side(2.0, 2.1), "ratio": 0.5, "load_average_1min": load,
+            "other_cpus": others}
     assert report.disturbed(case, cpus=2) is flagged
     assert report.ratio_cell(case, cpus=2) == ("**0.50** ⚠" if flagged else "**0.50**")
+
+
+def test_other_cpus_leaves_out_the_own_process():
+    from benchmarks import machine
+    start = machine.cpu_snapshot()
+    if start[0] is None:
+        pytest.skip("no /proc/stat here")
+    deadline = time.perf_counter() + 0.3
+    while time.perf_counter() < deadline:  # keep one CPU busy in this process
+        pass
+    others = machine.other_cpus(start, machine.cpu_snapshot())
+    assert others is not None and others < 0.9  # not the busy CPU of this process
+    assert machine.other_cpus((1.0, 0.0, 0.0), (3.0, 0.5, 1.0)) == 1.5  # 2 busy s, 0.5 own s, in 1 s
