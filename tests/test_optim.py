@@ -162,6 +162,24 @@ def test_update_matches_pytorch_rule(xp, case, dtype):
     assert opt.iterations == STEPS
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_large_parameters_update_in_slices_bit_identically(monkeypatch, case):
+    make, _ = CASES[case]
+    values, grads = host_problem(numpy.float32)
+    monkeypatch.setattr(optim, "_cpu_count", lambda: 3)
+    results, calls = {}, []
+    for min_elements in (1, 10**9):  # every parameter in 3 slices in threads, then in one piece
+        monkeypatch.setattr(optim, "PARALLEL_MIN_ELEMENTS", min_elements)
+        opt, params = make(), make_params(numpy, values)
+        opt.bind(params)
+        update = opt._update
+        opt._update = lambda *args, update=update, tag=min_elements: calls.append(tag) or update(*args)
+        results[min_elements] = run(numpy, opt, params, grads)
+    for sliced, whole in zip(results[1], results[10**9], strict=True):
+        numpy.testing.assert_array_equal(sliced, whole)
+    assert calls.count(1) == 3 * len(SHAPES) * STEPS and calls.count(10**9) == len(SHAPES) * STEPS
+
+
 def test_adam_first_step_is_lr_times_sign(xp):
     """Bias correction: Adam's first step is lr * g / (|g| + eps) elementwise (≈ lr * sign(g))."""
     values, grads = host_problem(numpy.float64)
