@@ -177,9 +177,11 @@ def conv2d_forward(x: Array, weight: Array, bias: Array | None = None, stride: I
         cols = _grouped_cols(x[start:start + chunk], geometry, kernel)
         y_chunk = xp.matmul(w, cols)  # (G, O/G, n*OH*OW)
         n = cols.shape[2] // (OH * OW)
-        y[start:start + n] = y_chunk.reshape(C_out, n, OH, OW).transpose(1, 0, 2, 3)  # (n, C_out, OH, OW)
-    if bias is not None:
-        y += bias.reshape(1, C_out, 1, 1)
+        y_chunk = y_chunk.reshape(C_out, n, OH, OW).transpose(1, 0, 2, 3)  # (n, C_out, OH, OW)
+        if bias is None:
+            y[start:start + n] = y_chunk
+        else:  # the bias joins the copy into NCHW: one pass over y instead of two
+            xp.add(y_chunk, bias.reshape(1, C_out, 1, 1), out=y[start:start + n])
     keep = cols if need_backward and chunk >= N else None
     return y, ConvCache(x, weight, bias is not None, stride, pads, dilation, groups, keep, chunk)
 

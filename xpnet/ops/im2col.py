@@ -61,7 +61,11 @@ def pad_input(x: Array, pads: Pads, value: float = 0.0) -> Array:
     xp = get_xp(x)
     N, C, H, W = x.shape
     (pt, pb), (pl, pr) = pads
-    padded = xp.full((N, C, pt + H + pb, pl + W + pr), value, dtype=x.dtype)
+    padded = xp.empty((N, C, pt + H + pb, pl + W + pr), dtype=x.dtype)
+    padded[:, :, :pt] = value  # the border only: the inside is written once, below
+    padded[:, :, pt + H:] = value
+    padded[:, :, pt:pt + H, :pl] = value
+    padded[:, :, pt:pt + H, pl + W:] = value
     padded[:, :, pt:pt + H, pl:pl + W] = x
     return padded
 
@@ -99,8 +103,10 @@ def im2col(x: Array, kernel: tuple[int, int], stride: tuple[int, int], pads: Pad
     N, C, H, W = x.shape
     KH, KW = kernel
     OH, OW = output_hw((H, W), kernel, stride, pads, dilation)
-    if batch_last:  # slicing a contiguous (C, N, H, W) copy keeps every copy below sequential
-        x = xp.ascontiguousarray(x.transpose(1, 0, 2, 3))  # (C, N, H, W)
+    if batch_last:
+        x = x.transpose(1, 0, 2, 3)  # (N, C, H, W) -> (C, N, H, W), a view
+        if pads == ((0, 0), (0, 0)):  # with padding, pad_input makes the contiguous copy
+            x = xp.ascontiguousarray(x)  # slicing a contiguous copy keeps every copy below sequential
     padded = pad_input(x, pads, pad_value)  # (C, N, Hp, Wp) or (N, C, Hp, Wp)
     lead, Hp = padded.shape[:2], padded.shape[2]
     axis = 1 if batch_last else 2  # of KH in cols and of KW in the row buffer
