@@ -595,3 +595,24 @@ def test_sgd_momentum_minimises_least_squares(xp):
     optimum = numpy.linalg.lstsq(a_host, b_host, rcond=None)[0]
     best = 0.5 * float(((a_host @ optimum - b_host) ** 2).mean())
     assert losses[-1] - best < 0.2 * (losses[0] - best)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_sliced_updates_work_in_a_forked_child(monkeypatch):
+    import os
+    monkeypatch.setattr(optim, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(optim, "_cpu_count", lambda: 2)
+    param = Parameter(numpy.ones(1000, numpy.float32), "p")
+    opt = optim.SGD([param], lr=0.5)
+    param.grad[...] = 1.0
+    opt.step()  # the parent's worker threads now exist
+    parent_pool = optim._thread_pool()
+    pid = os.fork()
+    if pid == 0:  # child: the inherited pool has no live threads; work sent to it could hang
+        __import__("signal").alarm(20)  # so a hang ends the child (and fails the test) instead
+        opt.step()
+        fresh = optim._thread_pool() is not parent_pool
+        os._exit(0 if fresh and numpy.all(param.value == 0.0) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    numpy.testing.assert_array_equal(param.value, numpy.full(1000, 0.5, numpy.float32))

@@ -31,7 +31,7 @@ from .backend import Array, get_xp
 from .parameter import Parameter
 
 PARALLEL_MIN_ELEMENTS = 1 << 18  # below this, handing slices to threads costs more than it saves
-_workers: ThreadPoolExecutor | None = None
+_workers: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
 
 
 def _cpu_count() -> int:
@@ -43,10 +43,12 @@ def _cpu_count() -> int:
 
 
 def _thread_pool() -> ThreadPoolExecutor:
+    """The shared worker threads, made anew in a forked child (which inherits no threads)."""
     global _workers
-    if _workers is None:
-        _workers = ThreadPoolExecutor(max_workers=min(_cpu_count(), 8), thread_name_prefix="xpnet-optim")
-    return _workers
+    if _workers is None or _workers[0] != os.getpid():
+        _workers = (os.getpid(), ThreadPoolExecutor(max_workers=min(_cpu_count(), 8),
+                                                    thread_name_prefix="xpnet-optim"))
+    return _workers[1]
 
 
 def _update_in_slices(update: Callable, value: Array, grad: Array, state: dict[str, Array], lr: float) -> bool:
