@@ -100,13 +100,19 @@ def load_average() -> list[float] | None:
 
 
 def _machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat), else None."""
+    """CPU seconds the CPUs this process may run on have been busy since boot (Linux), else None."""
     try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    except (OSError, ValueError, IndexError):
+        allowed = {f"cpu{n}" for n in os.sched_getaffinity(0)}
+        lines = Path("/proc/stat").read_text().splitlines()
+    except (OSError, AttributeError):
         return None
-    idle = fields[3] + fields[4]  # idle + iowait; steal (a busy neighbour VM) counts as busy
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+    busy = 0
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] in allowed:
+            ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+            busy += sum(ticks) - ticks[3] - ticks[4]  # steal (a busy neighbour VM) counts as busy
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_snapshot() -> tuple[float | None, float, float]:

@@ -180,6 +180,22 @@ def test_large_parameters_update_in_slices_bit_identically(monkeypatch, case):
     assert calls.count(1) == 3 * len(SHAPES) * STEPS and calls.count(10**9) == len(SHAPES) * STEPS
 
 
+def test_optimizers_that_do_not_declare_elementwise_updates_are_never_sliced(monkeypatch):
+    class Scaled(optim.Optimizer):  # a user's optimizer: its update reads the whole gradient
+        def _update(self, value, grad, state, lr):
+            value -= lr * grad / numpy.abs(grad).max()
+
+        def hyperparameters(self):
+            return {}
+
+    monkeypatch.setattr(optim, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(optim, "_cpu_count", lambda: 2)
+    param = Parameter(numpy.zeros(4, numpy.float32), "p")
+    param.grad[...] = numpy.array([1, 2, 3, 4], numpy.float32)
+    Scaled([param], lr=1.0).step()
+    numpy.testing.assert_allclose(param.value, [-0.25, -0.5, -0.75, -1.0])  # max over all 4, not per slice
+
+
 def test_adam_first_step_is_lr_times_sign(xp):
     """Bias correction: Adam's first step is lr * g / (|g| + eps) elementwise (≈ lr * sign(g))."""
     values, grads = host_problem(numpy.float64)

@@ -163,6 +163,12 @@ def get_xp(*arrays: Any) -> ModuleType:
     return numpy if found is None else found
 
 
+def computes_on_host(xp: ModuleType) -> bool:
+    """True when ``xp`` computes on the host CPU (numpy): there, ops size their work for the CPU
+    caches and avoid short strided copies.  False for cupy (and the device-like test backend)."""
+    return xp is numpy
+
+
 def device_of(array: Array) -> Device:
     """The device an array lives on."""
     if isinstance(array, (numpy.ndarray, numpy.generic)):

@@ -10,17 +10,19 @@ the first step, and kept in a list aligned with the parameter list (never keyed 
     AdamW     Adam on g without wd, then p -= lr * wd * p   (decoupled weight decay)
     RMSprop   s = a s + (1-a) g^2;  p -= lr * g / (sqrt(s) + eps)  (with optional momentum)
 
-Every update is elementwise, so on the CPU a large parameter (at least ``PARALLEL_MIN_ELEMENTS``)
-is updated in one slice per core, in threads: numpy's elementwise loops use one core and
-release the GIL, so a 2-core machine does a 1M-parameter Adam step in about half the time.
-The result is bit-identical to the one-piece update.
+These updates are elementwise (``Optimizer.elementwise``), so on the CPU a large parameter (at
+least ``PARALLEL_MIN_ELEMENTS``) is updated in one slice per core, in threads: numpy's
+elementwise loops use one core and release the GIL, so a 2-core machine does a 1M-parameter
+Adam step in about half the time.  The result is bit-identical to the one-piece update.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,23 +34,30 @@ from .parameter import Parameter
 
 PARALLEL_MIN_ELEMENTS = 1 << 18  # below this, handing slices to threads costs more than it saves
 _workers: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
+_workers_lock = threading.Lock()
 
 
-def _cpu_count() -> int:
-    """CPUs this process may run on."""
+@functools.cache
+def _cpus_of(pid: int) -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
 
+def _cpu_count() -> int:
+    """CPUs this process may run on (looked up once per process)."""
+    return _cpus_of(os.getpid())
+
+
 def _thread_pool() -> ThreadPoolExecutor:
     """The shared worker threads, made anew in a forked child (which inherits no threads)."""
     global _workers
-    if _workers is None or _workers[0] != os.getpid():
-        _workers = (os.getpid(), ThreadPoolExecutor(max_workers=min(_cpu_count(), 8),
-                                                    thread_name_prefix="xpnet-optim"))
-    return _workers[1]
+    with _workers_lock:
+        if _workers is None or _workers[0] != os.getpid():
+            _workers = (os.getpid(), ThreadPoolExecutor(max_workers=min(_cpu_count(), 8),
+                                                        thread_name_prefix="xpnet-optim"))
+        return _workers[1]
 
 
 def _update_in_slices(update: Callable, value: Array, grad: Array, state: dict[str, Array], lr: float) -> bool:
@@ -174,6 +183,9 @@ class Optimizer:
     """Base class: parameter binding, lr (number or schedule), clipping, state list, step counter."""
 
     state_names: tuple[str, ...] = ()
+    # True when _update is elementwise and writes its state in place, so that a large parameter
+    # may be updated in slices, in threads.  Subclasses opt in.
+    elementwise: bool = False
 
     def __init__(self, params: Iterable[Parameter] | None = None, lr: float | Schedule = 1e-3,
                  clip_norm: float | None = None) -> None:
@@ -221,7 +233,7 @@ class Optimizer:
         lr = self.current_lr()
         self.iterations += 1
         for p, state in zip(self.params, self.state):
-            if not _update_in_slices(self._update, p.value, p.grad, state, lr):
+            if not (self.elementwise and _update_in_slices(self._update, p.value, p.grad, state, lr)):
                 self._update(p.value, p.grad, state, lr)
 
     def _update(self, value: Array, grad: Array, state: dict[str, Array], lr: float) -> None:
@@ -242,6 +254,8 @@ class Optimizer:
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay."""
+
+    elementwise = True
 
     def __init__(self, params: Iterable[Parameter] | None = None, lr: float | Schedule = 0.01,
                  momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
@@ -269,6 +283,8 @@ class SGD(Optimizer):
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction; ``weight_decay`` is L2 added to the gradient."""
+
+    elementwise = True
 
     state_names = ("m", "v")
     decoupled = False
@@ -327,6 +343,8 @@ class AdamW(Adam):
 
 class RMSprop(Optimizer):
     """RMSprop (Hinton): divide the gradient by a running RMS; optional momentum."""
+
+    elementwise = True
 
     def __init__(self, params: Iterable[Parameter] | None = None, lr: float | Schedule = 1e-2,
                  alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,

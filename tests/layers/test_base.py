@@ -218,7 +218,10 @@ def test_same_results_on_numpy_and_strict_device(rng, kind):
     y_dev = on_device.forward(strict.asarray(x), train=True)
     numpy.testing.assert_array_equal(host(y_dev), y)
     dy = rng.standard_normal(y.shape).astype(numpy.float32)
-    numpy.testing.assert_array_equal(host(on_device.backward(strict.asarray(dy))), on_host.backward(dy))
+    # dx may take another route on the host (Conv2d: col2im on the padded grid), so it agrees
+    # to float32 rounding, not bit for bit
+    numpy.testing.assert_allclose(host(on_device.backward(strict.asarray(dy))), on_host.backward(dy),
+                                  rtol=1e-5, atol=1e-6)
     for a, b in zip(on_device.variables(), on_host.variables(), strict=True):
         numpy.testing.assert_array_equal(host(a.value), b.value)
         numpy.testing.assert_array_equal(host(a.grad), b.grad)

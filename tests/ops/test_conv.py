@@ -380,6 +380,9 @@ def test_large_columns_are_built_in_cache_sized_chunks(xp, rng, monkeypatch, nee
     monkeypatch.setattr(conv_module, "CACHE_CHUNK_BYTES", 2 * per_sample + 1)
     x, w, b = CHUNK_CASE.arrays(rng)
     y, cache = _run(xp, CHUNK_CASE, x, w, b, need_backward=need_backward)
+    if xp is not numpy:  # a device computes the whole batch at once when the budget allows
+        assert cache.chunk == 7 and (cache.cols is not None) == need_backward
+        return
     assert cache.chunk == 2 and cache.cols is None
     monkeypatch.setattr(conv_module, "KEEP_COLUMNS_BYTES", 7 * per_sample)  # now it is kept whole
     y_kept, cache_kept = _run(xp, CHUNK_CASE, x, w, b)
@@ -391,7 +394,7 @@ def test_large_columns_are_built_in_cache_sized_chunks(xp, rng, monkeypatch, nee
 
 
 def test_inference_never_keeps_the_columns(xp, rng, monkeypatch):
-    monkeypatch.setattr(conv_module, "CACHE_CHUNK_BYTES", 10**9)  # one chunk, yet not kept
+    monkeypatch.setattr(conv_module, "CACHE_CHUNK_BYTES", 10**9)  # one chunk (on the CPU too), yet not kept
     x, w, b = CHUNK_CASE.arrays(rng)
     y, cache = _run(xp, CHUNK_CASE, x, w, b, need_backward=False)
     assert cache.chunk == 7 and cache.cols is None
@@ -409,10 +412,25 @@ def test_inference_never_keeps_the_columns(xp, rng, monkeypatch):
     ((8, 3, 224, 224), (64, 3, 7, 7), 2, 3, False),    # stride 2: no grid
     ((8, 512, 7, 7), (512, 512, 3, 3), 1, 1, False),   # 81 / 49 grid: 512 channels of extra GEMM
 ])
-def test_input_grad_on_grid_only_where_it_pays(x_shape, w_shape, stride, padding, expected):
+def test_grid_gradient_pays_only_where_measured_faster(x_shape, w_shape, stride, padding, expected):
     stride, pads = (stride, stride), ((padding, padding), (padding, padding))
     out_hw = tuple(ref.out_len(x_shape[a], w_shape[a], stride[0], 2 * padding) for a in (2, 3))
-    assert conv_module.input_grad_on_grid(x_shape, w_shape, stride, pads, out_hw, 1) is expected
+    assert conv_module.grid_gradient_pays(x_shape, w_shape, stride, pads, out_hw, 1) is expected
+
+
+def test_grid_gradient_only_on_the_cpu_and_within_the_workspace_budget(xp, rng, monkeypatch):
+    x, w, b = SMALL_S1.arrays(rng)
+    y, cache = _run(numpy, SMALL_S1, x, w, b)
+    expected = _grads(numpy, cache, numpy.ones(y.shape))[0]
+    used = []
+    real = conv_module.col2im_grid
+    monkeypatch.setattr(conv_module, "col2im_grid", lambda *a: used.append(a[0].nbytes) or real(*a))
+    per_sample = _per_sample_bytes(SMALL_S1, numpy.float64)
+    for budget in (conv_module.DEFAULT_WORKSPACE_BYTES, per_sample):  # a grid sample is larger than that
+        y, cache = _run(xp, SMALL_S1, x, w, b, max_workspace_bytes=budget)
+        assert_close(_grads(xp, cache, numpy.ones(y.shape))[0], expected, rtol=1e-12, atol=1e-12)
+    assert len(used) == (1 if xp is numpy else 0)  # the default budget, on the CPU only
+    assert used == [] or used[0] <= conv_module.DEFAULT_WORKSPACE_BYTES
 
 
 def test_budget_smaller_than_one_sample_still_works_one_sample_at_a_time(xp, rng):

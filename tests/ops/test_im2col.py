@@ -101,7 +101,7 @@ def _col2im_grid_loop(cols, shape, pads, dilation):
     C, KH, KW, L = cols.shape
     (pt, pb), (pl, pr) = pads
     Hp, Wp = shape[2] + pt + pb, shape[3] + pl + pr
-    flat = numpy.zeros((C, (shape[0] + 1) * Hp * Wp))
+    flat = numpy.zeros((C, (shape[0] + 1) * Hp * Wp))  # one image of slack: more than any tap offset
     for c in range(C):
         for i in range(KH):
             for j in range(KW):

@@ -146,6 +146,19 @@ def test_inference_forward_skips_the_winners_yet_backward_routes_exactly(xp, rng
     numpy.testing.assert_array_equal(dx, reference_backward(kind, x, dy, kernel, stride, padding))
 
 
+@pytest.mark.parametrize("need_backward", [True, False])
+@pytest.mark.parametrize("kind", ["max", "min"])
+def test_windows_wider_than_128_positions(xp, rng, kind, need_backward):
+    x = rng.integers(-3, 4, (2, 2, 3, 300)).astype(numpy.float64)  # one window row of 200, ties
+    kernel, stride = (1, 200), (1, 100)
+    op = ops.max_pool2d_forward if kind == "max" else ops.min_pool2d_forward
+    y, cache = op(xp.asarray(x), kernel, stride, 0, need_backward=need_backward)
+    numpy.testing.assert_array_equal(host(y), reference(kind, x, kernel, stride, 0))
+    dy = rng.integers(-5, 6, y.shape).astype(numpy.float64)
+    numpy.testing.assert_array_equal(host(backward(kind, xp.asarray(dy), cache)),
+                                     reference_backward(kind, x, dy, kernel, stride, 0))
+
+
 @pytest.mark.parametrize("kind", ["max", "min"])
 def test_all_equal_windows_route_to_the_first_element(xp, kind):
     x = numpy.full((1, 1, 4, 4), 7.0)

@@ -21,25 +21,26 @@ zero-dilated array: each kernel tap adds its slice of ``w^T @ dy`` back to the
 input pixels it came from.  For stride 1, dy is first spread onto the padded Hp x Wp grid
 (zeros where no output is) and ``col2im_grid`` adds long contiguous runs instead of many
 OW-long ones; that costs ``Hp*Wp / (OH*OW)`` times more GEMM columns, so ``input_grad_on_grid``
-uses it only where the copying it saves outweighs that.
+uses it only on the CPU, where the copying it saves outweighs that (``grid_gradient_pays``).
 
 Workspace: the im2col matrix holds ``N * C * KH * KW * OH * OW`` values.  The batch is
 processed in chunks of samples, which gives the same result (each sample's computation
-is independent) with bounded memory.  ``max_workspace_bytes`` is the hard limit.  Below
-it, chunks are sized for speed: a columns matrix of at most ``KEEP_COLUMNS_BYTES`` is
-built once for the whole batch and kept for the backward pass; a larger one (and any one
-when ``need_backward`` is False, as in inference) is built ``CACHE_CHUNK_BYTES`` at a time,
-so that copying it and multiplying it happen while it is still in the CPU cache, and the
-backward pass rebuilds it chunk by chunk.  Measured on a 2-core CPU: inference of
-LeNet-5's first convolution at batch 1000 takes 21 ms instead of 37 ms, and the forward
-and backward of a 64->64 3x3 convolution on 32 32x32 images 93 ms instead of 113 ms.
+is independent) with bounded memory.  ``max_workspace_bytes`` is the hard limit on the
+columns (and on the grid columns of the input gradient).  On the CPU, chunks are sized for
+speed below it: a columns matrix of at most ``KEEP_COLUMNS_BYTES`` is built once for the
+whole batch and kept for the backward pass; a larger one (and any one when
+``need_backward`` is False, as in inference) is built ``CACHE_CHUNK_BYTES`` at a time, so
+that copying it and multiplying it happen while it is still in the CPU cache, and the
+backward pass rebuilds it chunk by chunk.  On a GPU the whole batch goes in one piece
+whenever the budget allows (fewer, larger kernels).  The measured effect is in
+``benchmarks/results/``.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..backend import Array, get_xp
+from ..backend import Array, computes_on_host, get_xp
 from ..errors import DTypeError, ShapeError
 from ._args import IntPair, Padding, Pads, as_pair, check_float, resolve_pads
 from .im2col import col2im, col2im_grid, im2col, output_hw
@@ -61,6 +62,7 @@ class ConvCache(NamedTuple):
     groups: int
     cols: Array | None  # (G, Cg*KH*KW, N*OH*OW), kept only when the batch was not chunked
     chunk: int          # samples per im2col pass
+    budget: int         # max_workspace_bytes of the forward call
 
 
 def check_conv_input(x: Array, weight_shape: tuple[int, ...], groups: int, who: str = "conv2d") -> None:
@@ -88,13 +90,19 @@ def _check_weight(x: Array, weight: Array, bias: Array | None, groups: int) -> N
 
 
 def _chunk_size(x: Array, weight: Array, out_hw: tuple[int, int], budget: int, need_backward: bool) -> int:
-    """Samples per im2col pass: the whole batch when its columns are small enough to keep for
-    the backward pass, else about CACHE_CHUNK_BYTES; never more than ``budget`` bytes."""
+    """Samples per im2col pass; never more than ``budget`` bytes of columns.
+
+    On the CPU: the whole batch when its columns are small enough to keep for the backward
+    pass, else about CACHE_CHUNK_BYTES.  On a GPU: as many samples as the budget allows.
+    """
     N = x.shape[0]
     per_sample = max(x.shape[1] * weight.shape[2] * weight.shape[3] * out_hw[0] * out_hw[1] * x.itemsize, 1)
+    within_budget = max(1, min(N, budget // per_sample))
+    if not computes_on_host(get_xp(x)):
+        return within_budget
     if need_backward and N * per_sample <= min(budget, KEEP_COLUMNS_BYTES):
         return max(N, 1)
-    return max(1, min(N, CACHE_CHUNK_BYTES // per_sample, budget // per_sample))
+    return max(1, min(within_budget, CACHE_CHUNK_BYTES // per_sample))
 
 
 def _grouped_cols(x: Array, geometry: tuple, kernel: tuple[int, int]) -> Array:
@@ -107,12 +115,12 @@ def _grouped_cols(x: Array, geometry: tuple, kernel: tuple[int, int]) -> Array:
 GRID_GRADIENT_LIMIT = 64.0
 
 
-def input_grad_on_grid(x_shape: tuple[int, ...], weight_shape: tuple[int, ...], stride: tuple[int, int],
+def grid_gradient_pays(x_shape: tuple[int, ...], weight_shape: tuple[int, ...], stride: tuple[int, int],
                        pads: Pads, out_hw: tuple[int, int], groups: int) -> bool:
-    """Whether dx of this stride-1 convolution should go through the padded grid.
+    """Whether, on the CPU, dx of this convolution is faster through the padded grid.
 
-    Per column of ``w^T @ dy``, col2im_grid saves about 2 ns of short strided adds (2-core
-    CPU, measured), while each of the ``Hp*Wp - OH*OW`` extra columns costs about
+    Only for stride 1.  Per column of ``w^T @ dy``, col2im_grid saves about 2 ns of short strided
+    adds (2-core CPU, measured), while each of the ``Hp*Wp - OH*OW`` extra columns costs about
     C_out/G * 0.015 ns of GEMM: so grid when ``(Hp*Wp / (OH*OW) - 1) * C_out/G <= 64``.
     """
     if stride != (1, 1):
@@ -121,7 +129,19 @@ def input_grad_on_grid(x_shape: tuple[int, ...], weight_shape: tuple[int, ...], 
     return (grid_pixels / (out_hw[0] * out_hw[1]) - 1) * weight_shape[0] / groups <= GRID_GRADIENT_LIMIT
 
 
-def _on_grid(dy: Array, groups: int, grid_hw: tuple[int, int]) -> Array:
+def input_grad_on_grid(cache: ConvCache, out_hw: tuple[int, int]) -> bool:
+    """Route dx through the padded grid: on the CPU, where it pays, if its columns fit the budget."""
+    x, weight = cache.x, cache.weight
+    if not computes_on_host(get_xp(x)):
+        return False
+    if not grid_gradient_pays(x.shape, weight.shape, cache.stride, cache.pads, out_hw, cache.groups):
+        return False
+    grid_hw = (x.shape[2] + sum(cache.pads[0])) * (x.shape[3] + sum(cache.pads[1]))
+    grid_bytes = x.shape[1] * weight.shape[2] * weight.shape[3] * cache.chunk * grid_hw * x.itemsize
+    return grid_bytes <= cache.budget
+
+
+def _dy_on_padded_grid(dy: Array, groups: int, grid_hw: tuple[int, int]) -> Array:
     """dy (n, C_out, OH, OW) -> (G, O/G, n*Hp*Wp): spread onto the padded grid, zeros elsewhere."""
     n, C_out, OH, OW = dy.shape
     grid = get_xp(dy).zeros((C_out, n, *grid_hw), dtype=dy.dtype)
@@ -135,7 +155,7 @@ def _input_grad(dy: Array, dy_g: Array, w_t: Array, x_shape: tuple[int, ...], ca
     KH, KW = cache.weight.shape[2], cache.weight.shape[3]
     if grid:
         grid_hw = (x_shape[2] + sum(cache.pads[0]), x_shape[3] + sum(cache.pads[1]))
-        dcols = get_xp(dy).matmul(w_t, _on_grid(dy, cache.groups, grid_hw))  # (G, Cg*KH*KW, n*Hp*Wp)
+        dcols = get_xp(dy).matmul(w_t, _dy_on_padded_grid(dy, cache.groups, grid_hw))  # (G, Cg*KH*KW, n*Hp*Wp)
         return col2im_grid(dcols.reshape(x_shape[1], KH, KW, -1), x_shape, cache.pads, cache.dilation)
     dcols = get_xp(dy).matmul(w_t, dy_g)  # (G, Cg*KH*KW, n*OH*OW)
     dcols = dcols.reshape(x_shape[1], KH, KW, *dy.shape[:1], *dy.shape[2:])  # (C, KH, KW, n, OH, OW)
@@ -183,7 +203,8 @@ def conv2d_forward(x: Array, weight: Array, bias: Array | None = None, stride: I
         else:  # the bias joins the copy into NCHW: one pass over y instead of two
             xp.add(y_chunk, bias.reshape(1, C_out, 1, 1), out=y[start:start + n])
     keep = cols if need_backward and chunk >= N else None
-    return y, ConvCache(x, weight, bias is not None, stride, pads, dilation, groups, keep, chunk)
+    return y, ConvCache(x, weight, bias is not None, stride, pads, dilation, groups, keep, chunk,
+                        max_workspace_bytes)
 
 
 def conv2d_backward(dy: Array, cache: ConvCache, need_input_grad: bool = True
@@ -207,7 +228,7 @@ def conv2d_backward(dy: Array, cache: ConvCache, need_input_grad: bool = True
     w_t = weight.reshape(G, C_out // G, -1).swapaxes(1, 2)  # (G, Cg*KH*KW, O/G)
     dweight = xp.zeros((G, C_out // G, w_t.shape[1]), dtype=weight.dtype)  # (G, O/G, Cg*KH*KW)
     dx = xp.empty(x.shape, dtype=x.dtype) if need_input_grad else None
-    grid = input_grad_on_grid(x.shape, weight.shape, cache.stride, cache.pads, (OH, OW), G)
+    grid = input_grad_on_grid(cache, (OH, OW))
     for start in range(0, N, cache.chunk):
         stop = min(start + cache.chunk, N)
         cols = cache.cols if cache.cols is not None else _grouped_cols(x[start:stop], geometry, kernel)

@@ -163,11 +163,10 @@ def col2im(cols: Array, x_shape: tuple[int, ...], stride: tuple[int, int], pads:
     return xp.ascontiguousarray(image)
 
 
-def _grid_geometry(x_shape: tuple[int, ...], pads: Pads) -> tuple[int, int, int]:
-    """(Hp, Wp, L = N*Hp*Wp) of the padded grid."""
+def _grid_geometry(x_shape: tuple[int, ...], pads: Pads) -> tuple[int, int]:
+    """(Hp, Wp): the padded grid's height and width."""
     (pt, pb), (pl, pr) = pads
-    Hp, Wp = pt + x_shape[2] + pb, pl + x_shape[3] + pr
-    return Hp, Wp, x_shape[0] * Hp * Wp
+    return pt + x_shape[2] + pb, pl + x_shape[3] + pr
 
 
 def _grid_offsets(kernel: tuple[int, int], dilation: tuple[int, int], Wp: int) -> list[tuple[int, int, int]]:
@@ -179,7 +178,7 @@ def col2im_grid(cols: Array, x_shape: tuple[int, ...], pads: Pads, dilation: tup
     """Stride-1 col2im in the grid layout: cols (C, KH, KW, N*Hp*Wp) -> (N, C, H, W).
 
     ``image_padded[c, m + i*DH*Wp + j*DW] += cols[c, i, j, m]`` over the flat padded grid (plus
-    one zero image of slack), then the padding is cut off.  Column m = (n, p, q) is output
+    the largest tap offset as slack at the end), then the padding is cut off.  Column m = (n, p, q) is output
     pixel (p, q) of sample n when p < OH and q < OW; for col2im of a convolution's gradient
     the other columns must hold zeros.
     """
@@ -187,9 +186,10 @@ def col2im_grid(cols: Array, x_shape: tuple[int, ...], pads: Pads, dilation: tup
     C, KH, KW, L = cols.shape
     N, H, W = x_shape[0], x_shape[2], x_shape[3]
     (pt, _), (pl, _) = pads
-    Hp, Wp, _ = _grid_geometry(x_shape, pads)
-    grid = xp.zeros((C, (N + 1) * Hp * Wp), dtype=cols.dtype)
-    for i, j, offset in _grid_offsets((KH, KW), dilation, Wp):
+    Hp, Wp = _grid_geometry(x_shape, pads)
+    offsets = _grid_offsets((KH, KW), dilation, Wp)
+    grid = xp.zeros((C, N * Hp * Wp + offsets[-1][2]), dtype=cols.dtype)
+    for i, j, offset in offsets:
         grid[:, offset:offset + L] += cols[:, i, j]
-    image = grid.reshape(C, N + 1, Hp, Wp)[:, :N, pt:pt + H, pl:pl + W]  # (C, N, H, W)
+    image = grid[:, :N * Hp * Wp].reshape(C, N, Hp, Wp)[:, :, pt:pt + H, pl:pl + W]  # (C, N, H, W)
     return xp.ascontiguousarray(image.transpose(1, 0, 2, 3))  # (C, N, H, W) -> (N, C, H, W)

@@ -39,7 +39,7 @@ class PoolCache(NamedTuple):
     pads: Pads
     index: tuple[Array, Array] | None  # max/min: (column winners (N, C, Hp, OW), row winners (N, C, OH, OW))
     divisor: Array | None  # (OH, OW) or scalar, for avg
-    x: Array | None = None  # max/min without need_backward: the input, to find the winners if asked
+    x: Array | None = None  # max/min without need_backward: the input itself (not a copy), for backward
 
 
 def pool_geometry(kernel_size: IntPair, stride: IntPair | None, padding: IntPair,
@@ -82,6 +82,7 @@ def _extreme_along(a: Array, axis: int, kernel: int, stride: int, count: int,
     Without ``need_index`` the index is None and only the extremes are computed.
     """
     xp = get_xp(a)
+    index_dtype = xp.int8 if kernel <= 128 else xp.int32  # positions 0 .. kernel - 1
     best, index = _along(a, axis, 0, stride, count), None
     extreme = xp.maximum if largest else xp.minimum
     for k in range(1, kernel):
@@ -91,12 +92,12 @@ def _extreme_along(a: Array, axis: int, kernel: int, stride: int, count: int,
             continue
         better = candidate > best if largest else candidate < best
         if index is None:
-            index, best = better.astype(xp.int8), extreme(best, candidate)
+            index, best = better.astype(index_dtype), extreme(best, candidate)
         else:
-            xp.copyto(index, xp.int8(k), where=better)
+            xp.copyto(index, index_dtype(k), where=better)
             extreme(best, candidate, out=best)
     if kernel == 1:  # a window of one
-        best, index = best.copy(), xp.zeros(best.shape, dtype=xp.int8) if need_index else None
+        best, index = best.copy(), xp.zeros(best.shape, dtype=index_dtype) if need_index else None
     return best, index
 
 
@@ -173,7 +174,9 @@ def max_pool2d_forward(x: Array, kernel_size: IntPair, stride: IntPair | None = 
                        padding: IntPair = 0, need_backward: bool = True) -> tuple[Array, PoolCache]:
     """y (N, C, OH, OW): the largest value of each window of x (N, C, H, W).
 
-    ``need_backward=False`` (inference) skips tracking the arg-max; backward still works.
+    ``need_backward=False`` (inference) skips tracking the arg-max; backward still works,
+    finding it from x, which the cache then references (so x must not change in between).
+    A NaN in a window makes y NaN there; its gradient goes to the window's first element.
     """
     return _extreme_pool(x, kernel_size, stride, padding, largest=True, need_backward=need_backward)
 
