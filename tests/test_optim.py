@@ -15,7 +15,7 @@ import pytest
 
 import xpnet
 from tests.strict_backend import TRANSFERS, strict
-from xpnet import optim
+from xpnet import host_threads, optim
 from xpnet.parameter import Parameter
 
 SHAPES = [(3, 4), (5,), (2, 1, 3)]
@@ -166,10 +166,10 @@ def test_update_matches_pytorch_rule(xp, case, dtype):
 def test_large_parameters_update_in_slices_bit_identically(monkeypatch, case):
     make, _ = CASES[case]
     values, grads = host_problem(numpy.float32)
-    monkeypatch.setattr(optim, "_cpu_count", lambda: 3)
+    monkeypatch.setattr(host_threads, "_cpu_count", lambda: 3)
     results, calls = {}, []
     for min_elements in (1, 10**9):  # every parameter in 3 slices in threads, then in one piece
-        monkeypatch.setattr(optim, "PARALLEL_MIN_ELEMENTS", min_elements)
+        monkeypatch.setattr(host_threads, "PARALLEL_MIN_ELEMENTS", min_elements)
         opt, params = make(), make_params(numpy, values)
         opt.bind(params)
         update = opt._update
@@ -188,8 +188,8 @@ def test_optimizers_that_do_not_declare_elementwise_updates_are_never_sliced(mon
         def hyperparameters(self):
             return {}
 
-    monkeypatch.setattr(optim, "PARALLEL_MIN_ELEMENTS", 1)
-    monkeypatch.setattr(optim, "_cpu_count", lambda: 2)
+    monkeypatch.setattr(host_threads, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(host_threads, "_cpu_count", lambda: 2)
     param = Parameter(numpy.zeros(4, numpy.float32), "p")
     param.grad[...] = numpy.array([1, 2, 3, 4], numpy.float32)
     Scaled([param], lr=1.0).step()
@@ -616,18 +616,18 @@ def test_sgd_momentum_minimises_least_squares(xp):
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 def test_sliced_updates_work_in_a_forked_child(monkeypatch):
     import os
-    monkeypatch.setattr(optim, "PARALLEL_MIN_ELEMENTS", 1)
-    monkeypatch.setattr(optim, "_cpu_count", lambda: 2)
+    monkeypatch.setattr(host_threads, "PARALLEL_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(host_threads, "_cpu_count", lambda: 2)
     param = Parameter(numpy.ones(1000, numpy.float32), "p")
     opt = optim.SGD([param], lr=0.5)
     param.grad[...] = 1.0
     opt.step()  # the parent's worker threads now exist
-    parent_pool = optim._thread_pool()
+    parent_pool = host_threads._thread_pool()
     pid = os.fork()
     if pid == 0:  # child: the inherited pool has no live threads; work sent to it could hang
         __import__("signal").alarm(20)  # so a hang ends the child (and fails the test) instead
         opt.step()
-        fresh = optim._thread_pool() is not parent_pool
+        fresh = host_threads._thread_pool() is not parent_pool
         os._exit(0 if fresh and numpy.all(param.value == 0.0) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0

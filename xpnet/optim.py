@@ -10,72 +10,21 @@ the first step, and kept in a list aligned with the parameter list (never keyed 
     AdamW     Adam on g without wd, then p -= lr * wd * p   (decoupled weight decay)
     RMSprop   s = a s + (1-a) g^2;  p -= lr * g / (sqrt(s) + eps)  (with optional momentum)
 
-These updates are elementwise (``Optimizer.elementwise``), so on the CPU a large parameter (at
-least ``PARALLEL_MIN_ELEMENTS``) is updated in one slice per core, in threads: numpy's
-elementwise loops use one core and release the GIL, so a 2-core machine does a 1M-parameter
-Adam step in about half the time.  The result is bit-identical to the one-piece update.
+These updates are elementwise (``Optimizer.elementwise``), so on the CPU a large parameter is
+updated in one slice per core, in threads (:mod:`xpnet.host_threads`); the result is
+bit-identical to the one-piece update.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 import math
-import os
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy
-
 from .backend import Array, get_xp
+from .host_threads import update_in_slices
 from .parameter import Parameter
-
-PARALLEL_MIN_ELEMENTS = 1 << 18  # below this, handing slices to threads costs more than it saves
-_workers: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
-_workers_lock = threading.Lock()
-
-
-@functools.cache
-def _cpus_of(pid: int) -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _cpu_count() -> int:
-    """CPUs this process may run on (looked up once per process)."""
-    return _cpus_of(os.getpid())
-
-
-def _thread_pool() -> ThreadPoolExecutor:
-    """The shared worker threads, made anew in a forked child (which inherits no threads)."""
-    global _workers
-    with _workers_lock:
-        if _workers is None or _workers[0] != os.getpid():
-            _workers = (os.getpid(), ThreadPoolExecutor(max_workers=min(_cpu_count(), 8),
-                                                        thread_name_prefix="xpnet-optim"))
-        return _workers[1]
-
-
-def _update_in_slices(update: Callable, value: Array, grad: Array, state: dict[str, Array], lr: float) -> bool:
-    """Run an elementwise ``update`` on one slice per CPU in threads; False (nothing done) where
-    that does not apply: arrays not on the host, small, non-contiguous, or a 1-CPU machine."""
-    arrays = [value, grad, *state.values()]
-    parts = min(_cpu_count(), 8)
-    if parts < 2 or value.size < PARALLEL_MIN_ELEMENTS or not all(
-            isinstance(a, numpy.ndarray) and a.flags.c_contiguous and a.shape == value.shape for a in arrays):
-        return False
-    flat = [a.reshape(-1) for a in arrays]  # views: any shape -> (size,)
-    bounds = [value.size * k // parts for k in range(parts + 1)]
-    jobs = [_thread_pool().submit(update, flat[0][a:b], flat[1][a:b],
-                                  {name: f[a:b] for name, f in zip(state, flat[2:])}, lr)
-            for a, b in zip(bounds, bounds[1:])]
-    for job in jobs:
-        job.result()  # re-raises an error from a slice
-    return True
 
 
 def _check(value: float, name: str, low: float, high: float = math.inf, high_open: bool = False) -> float:
@@ -233,7 +182,7 @@ class Optimizer:
         lr = self.current_lr()
         self.iterations += 1
         for p, state in zip(self.params, self.state):
-            if not (self.elementwise and _update_in_slices(self._update, p.value, p.grad, state, lr)):
+            if not (self.elementwise and update_in_slices(self._update, p.value, p.grad, state, lr)):
                 self._update(p.value, p.grad, state, lr)
 
     def _update(self, value: Array, grad: Array, state: dict[str, Array], lr: float) -> None:

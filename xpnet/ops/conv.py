@@ -158,7 +158,7 @@ def _input_grad(dy: Array, dy_g: Array, w_t: Array, x_shape: tuple[int, ...], ca
         dcols = get_xp(dy).matmul(w_t, _dy_on_padded_grid(dy, cache.groups, grid_hw))  # (G, Cg*KH*KW, n*Hp*Wp)
         return col2im_grid(dcols.reshape(x_shape[1], KH, KW, -1), x_shape, cache.pads, cache.dilation)
     dcols = get_xp(dy).matmul(w_t, dy_g)  # (G, Cg*KH*KW, n*OH*OW)
-    dcols = dcols.reshape(x_shape[1], KH, KW, *dy.shape[:1], *dy.shape[2:])  # (C, KH, KW, n, OH, OW)
+    dcols = dcols.reshape(x_shape[1], KH, KW, dy.shape[0], *dy.shape[2:])  # (C, KH, KW, n, OH, OW)
     return col2im(dcols, x_shape, cache.stride, cache.pads, cache.dilation, batch_last=True)
 
 
