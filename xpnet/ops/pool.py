@@ -176,7 +176,8 @@ def max_pool2d_forward(x: Array, kernel_size: IntPair, stride: IntPair | None = 
 
     ``need_backward=False`` (inference) skips tracking the arg-max; backward still works,
     finding it from x, which the cache then references (so x must not change in between).
-    A NaN in a window makes y NaN there; its gradient goes to the window's first element.
+    A NaN in a window makes y NaN there, but the gradient is not routed to the NaN, which never
+    compares as larger (PyTorch routes it to the NaN).
     """
     return _extreme_pool(x, kernel_size, stride, padding, largest=True, need_backward=need_backward)
 
