@@ -43,7 +43,7 @@ from typing import NamedTuple
 from ..backend import Array, computes_on_host, get_xp
 from ..errors import DTypeError, ShapeError
 from ._args import IntPair, Padding, Pads, as_pair, check_float, resolve_pads
-from .im2col import col2im, col2im_grid, im2col, output_hw
+from .im2col import col2im, col2im_grid, im2col, output_hw, padded_hw
 
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20
 KEEP_COLUMNS_BYTES = 16 * 2**20  # columns up to this size are built once and kept for backward
@@ -125,8 +125,8 @@ def grid_gradient_pays(x_shape: tuple[int, ...], weight_shape: tuple[int, ...], 
     """
     if stride != (1, 1):
         return False
-    grid_pixels = (x_shape[2] + sum(pads[0])) * (x_shape[3] + sum(pads[1]))
-    return (grid_pixels / (out_hw[0] * out_hw[1]) - 1) * weight_shape[0] / groups <= GRID_GRADIENT_LIMIT
+    Hp, Wp = padded_hw(x_shape, pads)
+    return (Hp * Wp / (out_hw[0] * out_hw[1]) - 1) * weight_shape[0] / groups <= GRID_GRADIENT_LIMIT
 
 
 def input_grad_on_grid(cache: ConvCache, out_hw: tuple[int, int]) -> bool:
@@ -136,8 +136,8 @@ def input_grad_on_grid(cache: ConvCache, out_hw: tuple[int, int]) -> bool:
         return False
     if not grid_gradient_pays(x.shape, weight.shape, cache.stride, cache.pads, out_hw, cache.groups):
         return False
-    grid_hw = (x.shape[2] + sum(cache.pads[0])) * (x.shape[3] + sum(cache.pads[1]))
-    grid_bytes = x.shape[1] * weight.shape[2] * weight.shape[3] * cache.chunk * grid_hw * x.itemsize
+    Hp, Wp = padded_hw(x.shape, cache.pads)
+    grid_bytes = x.shape[1] * weight.shape[2] * weight.shape[3] * cache.chunk * Hp * Wp * x.itemsize
     return grid_bytes <= cache.budget
 
 
@@ -154,8 +154,8 @@ def _input_grad(dy: Array, dy_g: Array, w_t: Array, x_shape: tuple[int, ...], ca
     """dx (n, C, H, W) = col2im(w^T @ dy) for one chunk; dy_g is dy as (G, O/G, n*OH*OW)."""
     KH, KW = cache.weight.shape[2], cache.weight.shape[3]
     if grid:
-        grid_hw = (x_shape[2] + sum(cache.pads[0]), x_shape[3] + sum(cache.pads[1]))
-        dcols = get_xp(dy).matmul(w_t, _dy_on_padded_grid(dy, cache.groups, grid_hw))  # (G, Cg*KH*KW, n*Hp*Wp)
+        grid = _dy_on_padded_grid(dy, cache.groups, padded_hw(x_shape, cache.pads))
+        dcols = get_xp(dy).matmul(w_t, grid)  # (G, Cg*KH*KW, n*Hp*Wp)
         return col2im_grid(dcols.reshape(x_shape[1], KH, KW, -1), x_shape, cache.pads, cache.dilation)
     dcols = get_xp(dy).matmul(w_t, dy_g)  # (G, Cg*KH*KW, n*OH*OW)
     dcols = dcols.reshape(x_shape[1], KH, KW, dy.shape[0], *dy.shape[2:])  # (C, KH, KW, n, OH, OW)

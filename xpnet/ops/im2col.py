@@ -163,10 +163,9 @@ def col2im(cols: Array, x_shape: tuple[int, ...], stride: tuple[int, int], pads:
     return xp.ascontiguousarray(image)
 
 
-def _grid_geometry(x_shape: tuple[int, ...], pads: Pads) -> tuple[int, int]:
-    """(Hp, Wp): the padded grid's height and width."""
-    (pt, pb), (pl, pr) = pads
-    return pt + x_shape[2] + pb, pl + x_shape[3] + pr
+def padded_hw(x_shape: tuple[int, ...], pads: Pads) -> tuple[int, int]:
+    """(Hp, Wp): height and width of an (N, C, H, W) input after padding."""
+    return x_shape[2] + sum(pads[0]), x_shape[3] + sum(pads[1])
 
 
 def _grid_offsets(kernel: tuple[int, int], dilation: tuple[int, int], Wp: int) -> list[tuple[int, int, int]]:
@@ -186,7 +185,7 @@ def col2im_grid(cols: Array, x_shape: tuple[int, ...], pads: Pads, dilation: tup
     C, KH, KW, L = cols.shape
     N, H, W = x_shape[0], x_shape[2], x_shape[3]
     (pt, _), (pl, _) = pads
-    Hp, Wp = _grid_geometry(x_shape, pads)
+    Hp, Wp = padded_hw(x_shape, pads)
     offsets = _grid_offsets((KH, KW), dilation, Wp)
     grid = xp.zeros((C, N * Hp * Wp + offsets[-1][2]), dtype=cols.dtype)
     for i, j, offset in offsets:
