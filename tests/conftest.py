@@ -3,6 +3,10 @@
 numpy always; the strict device-like backend (tests/strict_backend.py) always; cupy when
 ``xpnet.gpu_available()``.  Tests build inputs on the host with numpy, move them with
 ``xp.asarray`` and bring results back with ``xpnet.to_numpy``.
+
+``XPNET_REQUIRE_GPU=1 pytest`` fails at once, naming the reason, when no GPU is usable, instead
+of skipping every cupy test (the GPU acceptance run, ``python -m benchmarks.gpu_acceptance``,
+sets it).
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ import os
 
 import numpy
 import pytest
-from hypothesis import settings
 
 import xpnet
+from tests.optional import settings
 from tests.strict_backend import STRICT_DEVICE, strict
 
 settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("XPNET_REQUIRE_GPU", "0") not in ("", "0") and not xpnet.gpu_available():
+        raise pytest.UsageError(f"XPNET_REQUIRE_GPU is set but no GPU is usable: {xpnet.gpu_unavailable_reason()}")
 
 
 def _cupy():

@@ -164,3 +164,31 @@ def test_other_cpus_leaves_out_the_own_process(monkeypatch):
     monkeypatch.setattr(machine, "_machine_busy_seconds", lambda: 7.0)
     snapshot = machine.cpu_snapshot()
     assert snapshot[0] == 7.0 and snapshot[1] > 0  # this process has used some CPU time by now
+
+
+@pytest.mark.skipif(xpnet.gpu_available(), reason="checks the failure without a usable GPU")
+def test_gpu_acceptance_fails_without_a_gpu_and_says_why(tmp_path, capsys):
+    from benchmarks import gpu_acceptance
+    assert gpu_acceptance.main(["--out", str(tmp_path)]) == 1
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| GPU check (xpnet info, smoke test) | FAILED |" in summary
+    assert xpnet.gpu_unavailable_reason() in summary and xpnet.gpu_unavailable_reason() in capsys.readouterr().err
+    assert "xpnet   " in (tmp_path / "device.txt").read_text()  # the `xpnet info` output is kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["device.txt", "summary.md"]
+
+
+def test_gpu_acceptance_runs_every_step_and_fails_when_one_fails(tmp_path, monkeypatch):
+    from benchmarks import gpu_acceptance
+    monkeypatch.setattr(xpnet, "gpu_available", lambda: True)
+    monkeypatch.setattr(xpnet.backend, "gpu_devices", lambda: [(0, "NVIDIA H200")])
+    ok, bad = [sys.executable, "-c", "print('fine')"], [sys.executable, "-c", "raise SystemExit(3)"]
+    steps = [("pytest", [bad, ok], "pytest.log", 30), ("compare", [ok], "compare.log", 30)]
+    monkeypatch.setattr(gpu_acceptance, "_steps", lambda out, label: steps if label == "NVIDIA-H200" else [])
+    assert gpu_acceptance.main(["--out", str(tmp_path)]) == 1
+    log = (tmp_path / "pytest.log").read_text()
+    assert "(exit 3)" in log and "fine" in log  # the second command ran after the first failed
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("# GPU acceptance: NVIDIA H200")
+    assert "| pytest | FAILED |" in summary and "| compare | passed |" in summary
+    steps[0] = ("pytest", [ok], "pytest.log", 30)
+    assert gpu_acceptance.main(["--out", str(tmp_path)]) == 0

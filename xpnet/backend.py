@@ -25,24 +25,61 @@ __all__ = [
 ]
 
 
+INSTALL_HINT = ('pip install "xpnet[cuda12]" (or "xpnet[cuda13]"), which brings CuPy 14 with the CUDA '
+                'libraries it needs (cupy-cuda12x[ctk])')
+
+# What the smoke test runs on the GPU, and the CUDA library each step needs: (what, library, step).
+# Each step takes (cupy, host array (3, 4)) and returns a device array; the copy back is its .get().
+_SMOKE_STEPS = (
+    ("copying an array to the GPU and back", "the CUDA runtime", lambda cp, h: cp.asarray(h)),
+    ("an elementwise kernel", "NVRTC (libnvrtc), which compiles CuPy's kernels", lambda cp, h: cp.asarray(h) * 2 + 1),
+    ("a matrix product", "cuBLAS (libcublas)", lambda cp, h: cp.matmul(cp.asarray(h), cp.asarray(h).T)),
+    ("a reduction", "NVRTC/CUB", lambda cp, h: cp.asarray(h).sum(axis=1)),
+)
+
+
+def _smoke_test(cupy: ModuleType) -> str:
+    """Run a few kernels on the current GPU: "" when all work and give the right numbers, else why not."""
+    host = numpy.arange(12, dtype=numpy.float32).reshape(3, 4)  # (3, 4)
+    expected = (host, host * 2 + 1, host @ host.T, host.sum(axis=1))
+    for (what, library, step), want in zip(_SMOKE_STEPS, expected):
+        try:
+            got = step(cupy, host).get()
+        except Exception as exc:  # ImportError: libcublas.so.12, CompileException, CUDARuntimeError, ...
+            return (f"{what} failed on the GPU ({exc.__class__.__name__}: {exc}); {library} is missing or "
+                    f"broken: {INSTALL_HINT}")
+        if not numpy.allclose(got, want):
+            return f"{what} gave wrong numbers on the GPU (got {got.ravel()[:4]}, expected {want.ravel()[:4]})"
+    return ""
+
+
 @functools.lru_cache(maxsize=1)
 def _import_cupy() -> tuple[ModuleType | None, str]:
-    """Return ``(cupy, "")`` when a GPU can be used, else ``(None, why not)``."""
+    """Return ``(cupy, "")`` when a GPU can be used, else ``(None, why not)``.
+
+    Usable means: cupy imports, the driver answers, a device exists, and the smoke test (copy,
+    elementwise kernel, matmul, reduction, copy back) passes on it.  Runs once per process.
+    """
     try:
         import cupy
-    except Exception as exc:  # ImportError, or a broken CUDA library at import
-        return None, f"cupy is not installed or failed to import ({exc.__class__.__name__}: {exc})"
+    except ModuleNotFoundError as exc:
+        if exc.name != "cupy":
+            return None, f"cupy failed to import ({exc.__class__.__name__}: {exc}); {INSTALL_HINT}"
+        return None, f"cupy is not installed ({INSTALL_HINT})"
+    except Exception as exc:  # a broken CUDA library at import
+        return None, f"cupy failed to import ({exc.__class__.__name__}: {exc}); {INSTALL_HINT}"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # no driver, driver too old, ...
         return None, f"the CUDA driver cannot be used ({exc.__class__.__name__}: {exc})"
     if count < 1:
         return None, "cupy found no CUDA device"
-    return cupy, ""
+    why = _smoke_test(cupy)
+    return (None, why) if why else (cupy, "")
 
 
 def gpu_available() -> bool:
-    """True when cupy imports and at least one CUDA device can be used (never raises)."""
+    """True when cupy imports, a CUDA device exists and a smoke test of its kernels passes (never raises)."""
     return _import_cupy()[0] is not None
 
 
@@ -54,6 +91,11 @@ def gpu_unavailable_reason() -> str:
 def _gpu_count() -> int:
     cupy = _import_cupy()[0]
     return 0 if cupy is None else int(cupy.cuda.runtime.getDeviceCount())
+
+
+def _current_gpu() -> int:
+    """The index of CuPy's current device: where every kernel runs."""
+    return int(_import_cupy()[0].cuda.runtime.getDevice())
 
 
 @dataclass(frozen=True)
@@ -74,11 +116,18 @@ class Device:
         return cupy
 
     def asarray(self, host_array: numpy.ndarray) -> Array:
-        """Copy a host array onto this device (the explicit transfer)."""
+        """Copy a host array onto this device (the explicit transfer).
+
+        A GPU must be CuPy's current device, where every later kernel on the array will run.
+        """
         if self.type == "cpu":
             return numpy.asarray(host_array)
-        with self.xp.cuda.Device(self.index):
-            return self.xp.asarray(host_array)
+        xp = self.xp
+        current = int(xp.cuda.runtime.getDevice())
+        if self.index != current:
+            raise DeviceError(f"{self} is not CuPy's current device (cuda:{current}), where every kernel runs; select "
+                              f"it first: CUDA_VISIBLE_DEVICES={self.index}, or cupy.cuda.Device({self.index}).use()")
+        return xp.asarray(host_array)
 
     def __str__(self) -> str:
         return "cpu" if self.type == "cpu" else f"{self.type}:{self.index}"
@@ -88,21 +137,24 @@ CPU = Device("cpu")
 
 
 def _parse(spec: str) -> tuple[str, int | None]:
-    """Split "cuda:1" into ("cuda", 1); raise ValueError on anything unknown."""
+    """Split "cuda:1" into ("cuda", 1) and "cuda" into ("cuda", None); raise ValueError on anything unknown."""
     name, _, index = spec.strip().lower().partition(":")
     if name in ("cpu", "auto") and not index:
         return name, None
     if name in ("cuda", "gpu") and (not index or index.isdigit()):
-        return "cuda", int(index) if index else 0
+        return "cuda", int(index) if index else None
     raise ValueError(f"unknown device {spec!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
 
 
 def get_device(spec: str | Device | None = "cpu", strict: bool = False) -> Device:
     """Resolve a device name.
 
-    ``"auto"`` takes the first GPU when one can be used, else the CPU, silently.
-    ``"cuda"``/``"cuda:N"`` without a usable GPU falls back to the CPU with one
-    ``RuntimeWarning`` saying why, or raises :class:`DeviceError` when ``strict``.
+    ``"auto"`` takes the current GPU when one can be used, else the CPU, silently.
+    ``"cuda"``/``"cuda:N"`` without a usable GPU (or without device N) falls back to the CPU with
+    one ``RuntimeWarning`` saying why, or raises :class:`DeviceError` when ``strict``.
+    ``"cuda"`` is CuPy's current device (0 unless changed); ``"cuda:N"`` must be that device,
+    since CuPy runs every kernel on the current device: another N raises :class:`DeviceError`
+    saying how to select it (``CUDA_VISIBLE_DEVICES=N`` or ``cupy.cuda.Device(N).use()``).
     """
     if isinstance(spec, Device):
         return spec
@@ -114,9 +166,17 @@ def get_device(spec: str | Device | None = "cpu", strict: bool = False) -> Devic
     if name == "cpu":
         return CPU
     if name == "auto":
-        return Device("cuda", 0) if gpu_available() else CPU
+        return Device("cuda", _current_gpu()) if gpu_available() else CPU
     count = _gpu_count()
-    if index is not None and index < count:
+    if index is None:
+        index = _current_gpu() if count else 0
+    if index < count:
+        current = _current_gpu()
+        if index != current:
+            raise DeviceError(
+                f"device {spec!r}: CuPy runs every kernel on its current device, cuda:{current}; to train "
+                f"on cuda:{index}, start Python with CUDA_VISIBLE_DEVICES={index} and use 'cuda', or call "
+                f"cupy.cuda.Device({index}).use() first")
         return Device("cuda", index)
     why = gpu_unavailable_reason() or f"only {count} CUDA device(s) present"
     if strict:

@@ -173,6 +173,7 @@ def info(_: argparse.Namespace) -> int:
         print(f"cupy    {versions['cupy']} (CUDA runtime {versions['cuda_runtime']}, driver {versions['cuda_driver']})")
         for index, name in backend.gpu_devices():
             print(f"device  cuda:{index} {name}")
+        print("gpu     smoke test passed (copy, elementwise kernel, matmul, reduction, copy back)")
     else:
         print(f"cupy    not usable: {backend.gpu_unavailable_reason()}")
     print("device  cpu")
