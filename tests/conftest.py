@@ -75,7 +75,7 @@ def rng():
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_tf32():
-    """Correctness tests run without TF32 (reliability.md B.5)."""
+    """Correctness tests run without TF32 (docs/reliability.md B.5)."""
     assert os.environ.get("CUPY_TF32", "0") == "0", "unset CUPY_TF32 for the test suite"
 
 

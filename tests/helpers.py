@@ -10,7 +10,7 @@ import numpy
 import xpnet
 from xpnet.layers import Layer
 
-# Tolerances (reliability.md §0/§B): float32 forward vs a float64 reference, and float64.
+# Tolerances (docs/reliability.md §0/§B): float32 forward vs a float64 reference, and float64.
 TOL = {numpy.dtype(numpy.float32): dict(rtol=1e-4, atol=1e-5),
        numpy.dtype(numpy.float64): dict(rtol=1e-7, atol=1e-9)}
 
@@ -25,6 +25,21 @@ def assert_close(actual: Any, expected: Any, rtol: float = 1e-7, atol: float = 0
     actual, expected = host(actual), numpy.asarray(host(expected))
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != expected {expected.shape}"
     numpy.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def assert_blas_close(actual: Any, expected: Any, reduction_length: int, what: str = "") -> None:
+    """assert_close for results whose BLAS calls differ in shape, chunking, batch split or thread count.
+
+    BLAS picks its kernel and blocking by CPU, shape and thread count, so such results agree
+    only to rounding: a sum of K products is off by at most about K * eps of its magnitude.
+    Tolerance: rtol = 4 * eps * K and atol = that times max|expected|, with eps of the coarser
+    dtype.  For a chain of products (a network), pass the sum of their reduction lengths.
+    """
+    actual, expected = host(actual), numpy.asarray(host(expected))
+    eps = max(numpy.finfo(actual.dtype).eps, numpy.finfo(expected.dtype).eps)
+    tol = 4 * float(eps) * max(int(reduction_length), 1)
+    scale = float(numpy.max(numpy.abs(expected), initial=0.0))
+    assert_close(actual, expected, rtol=tol, atol=tol * scale, what=what)
 
 
 def to_layer_backend(layer: Layer, xp: Any, dtype: Any = numpy.float64) -> Layer:

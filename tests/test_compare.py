@@ -91,7 +91,7 @@ def test_full_100_step_run_keeps_the_loss_curves_within_1e_4():
     t = result.training
     assert len(t["loss_a"]) == 100 and t["loss_diff"] <= 1e-4
     assert t["loss_a"][-1] < 0.5 * t["loss_a"][0]  # it trained
-    assert t["weights_max_abs"] < 1e-4  # reliability.md B.4 (reported, not judged)
+    assert t["weights_max_abs"] < 1e-4  # docs/reliability.md B.4 (reported, not judged)
     assert result.predictions["share"] >= 0.99
     check_batch = result.settings.pop("check_batch")
     assert 1 <= check_batch <= 8

@@ -110,7 +110,7 @@ def test_tutorial_models_script_prints_the_table():
         assert int(row[2].replace(",", "")) == TUTORIAL_PARAMETERS[number]
         seconds = float(row[3])
         accuracy = float(row[4].rstrip("%"))
-        assert 0 < seconds < 60 and 0 <= accuracy <= 100
+        assert 0 <= seconds < 60 and 0 <= accuracy <= 100  # printed as %.2f: an epoch under 5 ms shows 0.00
         assert row[5] == f"{tutorial:,.0f}"
         speedup = float(row[6].rstrip("x").replace(",", ""))
         assert tutorial / (seconds + 0.005) - 1 <= speedup <= tutorial / max(seconds - 0.005, 1e-9) + 1

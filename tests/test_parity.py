@@ -14,7 +14,7 @@ from xpnet import layers as L
 from xpnet import ops, optim
 
 F32, F64 = numpy.dtype(numpy.float32), numpy.dtype(numpy.float64)
-# (rtol, atol per unit of max(1, max|expected|)), reliability.md §B.3
+# (rtol, atol per unit of max(1, max|expected|)), docs/reliability.md §B.3
 TOL = {"fwd": {F32: (1e-4, 1e-5), F64: (1e-7, 1e-9)},
        "bwd": {F32: (1e-3, 1e-4), F64: (1e-7, 1e-9)}}
 DTYPES = [pytest.param(F32, id="float32"), pytest.param(F64, id="float64")]

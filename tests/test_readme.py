@@ -27,4 +27,5 @@ def test_readme_tour_runs(tmp_path, monkeypatch, capsys):
     assert "Total params: 61,706" in out and "'accuracy'" in out
     assert (tmp_path / "lenet.xpnet").is_file()
     assert namespace["probabilities"].shape == (256, 10)
+    # bit-exact: the reloaded model repeats predict's ops on the same shapes (save/load round trip)
     assert numpy.array_equal(namespace["model"].predict(namespace["x_test"]), namespace["probabilities"])

@@ -147,7 +147,7 @@ def test_feature_maps_accept_a_batch_of_one_on_the_device(device, xp):
     from_device = viz.feature_maps(model, xp.asarray(x[7:8]))
     for (name_a, a), (name_b, b) in zip(from_host, from_device):
         assert name_a == name_b
-        numpy.testing.assert_array_equal(a, b)
+        numpy.testing.assert_array_equal(a, b)  # bit-exact: a batch of one either way, same ops and shapes
 
 
 def test_feature_maps_figure_rows_and_channels(device):

@@ -43,7 +43,7 @@ def check_rejected(xp, layer, good, bad, error, parts, train=True, seed=0):
         numpy.testing.assert_array_equal(host(v.value), before, err_msg=f"{v.name} changed")
     if rng_state is not None:
         assert layer.rng.bit_generator.state == rng_state, "the failed call consumed random numbers"
-    numpy.testing.assert_array_equal(host(layer.backward(dy)), dx_before)
+    numpy.testing.assert_array_equal(host(layer.backward(dy)), dx_before)  # the same call on the same cache
     for p, before in zip(layer.parameters(), grads_before, strict=True):
         numpy.testing.assert_array_equal(host(p.grad), before, err_msg=f"{p.name}.grad differs")
 
@@ -161,7 +161,7 @@ def test_need_input_grad_false_skips_dx_but_not_parameter_grads(rng, kind):
     layer.forward(x)
     assert layer.backward(dy) is None
     for p, g in zip(layer.parameters(), full, strict=True):
-        numpy.testing.assert_array_equal(p.grad, g)
+        numpy.testing.assert_array_equal(p.grad, g)  # bit-exact: the same GEMMs on the same shapes
 
 
 @pytest.mark.parametrize("kind", WITH_PARAMETERS)
@@ -216,7 +216,7 @@ def test_same_results_on_numpy_and_strict_device(rng, kind):
     x = rng.standard_normal(shape).astype(numpy.float32)
     y = on_host.forward(x, train=True)
     y_dev = on_device.forward(strict.asarray(x), train=True)
-    numpy.testing.assert_array_equal(host(y_dev), y)
+    numpy.testing.assert_array_equal(host(y_dev), y)  # bit-exact: strict calls numpy with the same shapes
     dy = rng.standard_normal(y.shape).astype(numpy.float32)
     # dx may take another route on the host (Conv2d: col2im on the padded grid), so it agrees
     # to float32 rounding, not bit for bit
@@ -224,7 +224,7 @@ def test_same_results_on_numpy_and_strict_device(rng, kind):
                                   rtol=1e-5, atol=1e-6)
     for a, b in zip(on_device.variables(), on_host.variables(), strict=True):
         numpy.testing.assert_array_equal(host(a.value), b.value)
-        numpy.testing.assert_array_equal(host(a.grad), b.grad)
+        numpy.testing.assert_array_equal(host(a.grad), b.grad)  # same numpy calls, same shapes: bit-exact
 
 
 @pytest.mark.parametrize("kind", WITH_PARAMETERS)

@@ -58,7 +58,7 @@ def test_training_forward_keeps_the_columns_and_inference_does_not(xp, rng):
     assert layer._cached().cols is not None  # reused by backward
     y_eval = layer.forward(x, train=False)
     assert layer._cached().cols is None  # inference never holds the im2col matrix
-    numpy.testing.assert_array_equal(host(y_eval), host(y_train))
+    numpy.testing.assert_array_equal(host(y_eval), host(y_train))  # bit-exact: one chunk either way, same GEMM
     assert layer.backward(y_eval).shape == x.shape  # still differentiable
 
 
@@ -258,7 +258,7 @@ def test_padding_is_stored_as_plain_data(rng, padding, config):
     assert layer.config()["padding"] == config
     assert json.loads(json.dumps(layer.config()))["padding"] == config
     x = rng.standard_normal((1, 1, 5, 5)).astype(numpy.float32)
-    numpy.testing.assert_array_equal(Conv2d(**layer.config(), seed=0)(x), layer(x))
+    numpy.testing.assert_array_equal(Conv2d(**layer.config(), seed=0)(x), layer(x))  # same weights, same GEMM
 
 
 def test_constructor_accepts_numpy_integer_sizes():

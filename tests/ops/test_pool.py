@@ -2,11 +2,10 @@
 
 import numpy
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import xpnet
 from tests.helpers import TOL, assert_close, gradcheck, host
+from tests.optional import HealthCheck, given, settings, st
 from tests.reference import pool as ref
 from xpnet import ops
 
