@@ -1,4 +1,4 @@
-"""Model files (reliability.md §E): round trips, checkpoints, canaries, corruption, atomic saves.
+"""Model files (docs/reliability.md §E): round trips, checkpoints, canaries, corruption, atomic saves.
 
 Every rejected file must raise ModelFileError naming the path and the cause, run no code,
 and leave a model it was loaded into (``load_weights``) bit-identical.
@@ -57,7 +57,8 @@ def assert_same_vars(actual, expected):
 
 
 def assert_resumed_matches(device, resumed, straight, h_resumed, h_straight, keys):
-    """Bitwise on numpy and the strict backend; close on a GPU, where reductions may reorder sums."""
+    """Bitwise on numpy and the strict backend (resuming promises the uninterrupted run's computation,
+    batch for batch); close on a GPU, where reductions may reorder sums."""
     if device.type != "cuda":
         for key in keys:
             assert h_resumed.history[key] == h_straight.history[key][1:], key
@@ -155,6 +156,7 @@ def test_round_trip_is_bit_identical_on_every_backend(device, data, tmp_path):
         assert xpnet.device_of(v.value) == device, name
         assert xpnet.device_of(v.grad) == device, name
     assert_same_vars(host_vars(loaded), expected)
+    # bit-exact: a round trip gives the same weights, so predict repeats the same ops on the same shapes
     numpy.testing.assert_array_equal(loaded.predict(x[:24]), model.predict(x[:24]))
 
     fresh = conv_model(device, seed=99)
@@ -179,7 +181,7 @@ def test_float64_model_round_trips_as_float64(device, data, tmp_path):
     loaded = xpnet.load(path, device=device)
     assert loaded.dtype == numpy.float64
     assert_same_vars(host_vars(loaded), expected)
-    numpy.testing.assert_array_equal(loaded.predict(x[:8]), model.predict(x[:8]))
+    numpy.testing.assert_array_equal(loaded.predict(x[:8]), model.predict(x[:8]))  # round trip, same shapes
 
 
 def test_model_trained_on_strict_backend_loads_on_numpy(data, tmp_path):
@@ -192,6 +194,7 @@ def test_model_trained_on_strict_backend_loads_on_numpy(data, tmp_path):
     assert on_cpu.device == xpnet.get_device("cpu")
     assert all(type(v.value) is numpy.ndarray for _, v in on_cpu.variables())
     assert_same_vars(host_vars(on_cpu), host_vars(model))
+    # bit-exact: numpy vs the strict backend, which calls numpy with the same shapes
     numpy.testing.assert_array_equal(on_cpu.predict(x[:16]), model.predict(x[:16]))
     # and back: numpy -> file -> strict
     back_path = tmp_path / "back.xpnet"
@@ -324,7 +327,7 @@ def test_checkpoint_keeps_loss_metrics_and_optimizer_hyperparameters(data, tmp_p
     assert [len(o.params), len(o.state)] == [len(model.optimizer.params)] * 2
     for mine, theirs in zip(o.state, model.optimizer.state, strict=True):
         numpy.testing.assert_array_equal(mine["velocity"], theirs["velocity"])
-    assert loaded.evaluate(x, onehot) == model.evaluate(x, onehot)
+    assert loaded.evaluate(x, onehot) == model.evaluate(x, onehot)  # round trip, same shapes: bit-exact
 
     # weights-only save of a compiled model keeps loss and metrics (a fresh default optimizer)
     model.save(tmp_path / "weights.xpnet")
@@ -514,7 +517,7 @@ def test_zip_bomb_member_is_refused_before_inflating(saved, tmp_path, victim, mo
     header = npy_bytes(numpy.zeros(0, numpy.float32)).replace(b"(0,)", f"({n},)".encode())
     header = header[:header.index(b"\n") + 1]
     bomb = header + bytes(4 * n)
-    edit = _set_spec("linear/weight", shape=[n])  # the declared shape allows 50 MB: only the ratio refuses it
+    edit = _set_spec("linear/weight", shape=[n])  # the declared shape allows 50 MB: only the compression refuses it
     bad = rewrite(path, tmp_path / "bomb.xpnet", edit, replace={"arrays/linear/weight.npy": bomb},
                   compression=zipfile.ZIP_DEFLATED)
     info = zipfile.ZipFile(bad).getinfo("arrays/linear/weight.npy")
@@ -523,7 +526,9 @@ def test_zip_bomb_member_is_refused_before_inflating(saved, tmp_path, victim, mo
     real_read = zipfile.ZipFile.read
     monkeypatch.setattr(zipfile.ZipFile, "read", lambda self, name, pwd=None: inflated.append(name)
                         or real_read(self, name, pwd))
-    assert_rejected(bad, victim, f"member 'arrays/linear/weight.npy' declares {len(bomb)} bytes, which is too large")
+    # xpnet stores members uncompressed, so a stored array is never larger than the file
+    assert_rejected(bad, victim, "member '(config.json|arrays/linear/weight.npy)' is compressed; xpnet model files "
+                                 "store their members uncompressed")
     assert "arrays/linear/weight.npy" not in inflated
 
 

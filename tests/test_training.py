@@ -1,14 +1,15 @@
 """compile/fit/evaluate/predict on every backend: learning, History, progress, splits, casts,
-determinism, host-transfer bounds, non-finite losses and bad inputs (reliability.md §D, §H)."""
+determinism, host-transfer bounds, non-finite losses and bad inputs (docs/reliability.md §D, §H)."""
 
 import functools
+import importlib.util
 import warnings
 
 import numpy
 import pytest
 
 import xpnet
-from tests.helpers import host
+from tests.helpers import assert_blas_close, host
 from tests.strict_backend import STRICT_DEVICE, TRANSFERS
 from xpnet import layers as L
 from xpnet import ops, optim, training
@@ -161,7 +162,9 @@ def test_verbose_1_shows_a_progress_bar_with_the_final_values(capsys):
     x, y = train_slice(128)
     history = tiny().fit(x, y, epochs=1, batch_size=32, verbose=1)
     out = capsys.readouterr().out
-    assert "Epoch 1/1" in out and "4/4" in out
+    assert "Epoch 1/1" in out
+    if importlib.util.find_spec("tqdm") is not None:  # an optional extra; without it, one line per epoch
+        assert "4/4" in out
     assert f"loss {history['loss'][0]:.4f}" in out and f"accuracy {history['accuracy'][0]:.4f}" in out
 
 
@@ -226,8 +229,9 @@ def test_validation_data_is_evaluated_each_epoch(device):
     history = model.fit(x, y, epochs=2, batch_size=32, validation_data=(xv, yv), verbose=0)
     assert sorted(i for b in spy.eval for i in b) == sorted(list(range(128, 192)) * 2)
     assert sorted(i for b in spy.train for i in b) == sorted(list(range(128)) * 2)
+    # bit-exact: fit validates in batches of batch_size, so evaluate with 32 repeats the same GEMMs
     assert history["val_loss"][-1] == model.evaluate(xv, yv, batch_size=32)["loss"]
-    assert history["val_accuracy"][-1] == model.evaluate(xv, yv)["accuracy"]
+    assert history["val_accuracy"][-1] == model.evaluate(xv, yv, batch_size=32)["accuracy"]
 
 
 def test_shuffle_false_keeps_the_order_and_shuffle_true_permutes(device):
@@ -247,6 +251,7 @@ def test_shuffle_false_is_deterministic(device):
     x, y = train_slice(128)
     runs = [tiny(seed=0, device=device) for _ in range(2)]
     histories = [m.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0) for m in runs]
+    # bit-exact: the same computation (same ops, same shapes) twice on one machine
     assert history_values(histories[0]) == history_values(histories[1])
     for a, b in zip(weights(runs[0]), weights(runs[1])):
         numpy.testing.assert_array_equal(a, b)
@@ -271,7 +276,10 @@ def test_evaluate_matches_forward_and_softmax_cross_entropy(device):
     logits = model.forward(device.asarray(x), train=False)
     loss, _ = ops.softmax_cross_entropy(logits, device.asarray(y))
     assert result["loss"] == pytest.approx(float(host(loss)), rel=1e-5)
-    assert result["accuracy"] == numpy.mean(host(logits).argmax(axis=1) == y)
+    # the arg-max of logits from GEMMs of another shape may flip on a near-tie: count on the same batches
+    batched = numpy.concatenate([host(model.forward(device.asarray(x[s:s + 32]), train=False))
+                                 for s in range(0, len(x), 32)])
+    assert result["accuracy"] == numpy.mean(batched.argmax(axis=1) == y)
     assert model.training is False
 
 
@@ -284,7 +292,8 @@ def test_predict_returns_host_array_equal_to_forward_in_batches(device):
     assert type(out) is numpy.ndarray and out.shape == (50, 10) and out.dtype == numpy.float32
     expected = host(model.forward(device.asarray(x), train=False))
     numpy.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
-    numpy.testing.assert_allclose(model.predict(x, batch_size=7), out, rtol=1e-5, atol=1e-6)
+    # batches of 7 vs one of 50: other GEMM shapes, equal to rounding (conv 5x5 then linear 144)
+    assert_blas_close(model.predict(x, batch_size=7), out, reduction_length=25 + 144)
     numpy.testing.assert_array_equal(model.predict(x[:1], batch_size=1).shape, (1, 10))
     assert model.training is False
 
@@ -295,6 +304,7 @@ def test_inputs_of_any_real_dtype_are_cast(device, dtype):
     xr = raw[:64] if dtype != "bool" else raw[:64] > 127
     x = xr.astype(dtype)
     model = tiny(device=device)
+    # bit-exact throughout: the cast input goes through the same ops with the same shapes
     expected = model.predict(x.astype(numpy.float32))
     numpy.testing.assert_array_equal(model.predict(x), expected)
     result = model.evaluate(x, labels[:64])
@@ -313,7 +323,7 @@ def test_integer_labels_of_any_width_train_the_same(label_dtype):
     a, b = tiny(), tiny()
     ha = a.fit(x, y.astype(label_dtype), epochs=1, batch_size=32, verbose=0)
     hb = b.fit(x, y, epochs=1, batch_size=32, verbose=0)
-    assert history_values(ha) == history_values(hb)
+    assert history_values(ha) == history_values(hb)  # bit-exact: same ops, same shapes, same machine
     for wa, wb in zip(weights(a), weights(b)):
         numpy.testing.assert_array_equal(wa, wb)
 
@@ -357,7 +367,7 @@ def test_two_fits_with_the_same_seed_are_bit_identical(device):
         history = model.fit(x, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0)
         runs.append((weights(model), history_values(history), model.predict(held_out(32)[0])))
     (w0, h0, p0), (w1, h1, p1) = runs
-    assert h0 == h1
+    assert h0 == h1  # bit-exact: the same computation twice on one machine
     for a, b in zip(w0 + [p0], w1 + [p1]):
         numpy.testing.assert_array_equal(a, b)
 
@@ -369,6 +379,7 @@ def test_numpy_and_strict_backends_train_bit_identically():
         model = tiny(seed=2, device=device)
         history = model.fit(x, y, epochs=2, batch_size=32, validation_split=0.25, verbose=0)
         results.append((weights(model), history_values(history)))
+    # bit-exact: strict calls numpy with the same shapes (one conv chunk per batch, no grid: stride 2)
     assert results[0][1] == results[1][1]
     for a, b in zip(results[0][0], results[1][0]):
         numpy.testing.assert_array_equal(a, b)
@@ -417,7 +428,7 @@ def test_strict_sync_interval_is_not_one():
     assert training.SYNC_INTERVAL >= 5
 
 
-# --- non-finite losses (reliability.md §H) ------------------------------------------------------
+# --- non-finite losses (docs/reliability.md §H) ------------------------------------------------------
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_nonfinite_loss_stops_training_and_records_where(device):
@@ -461,7 +472,7 @@ def test_nonfinite_raise(device):
     assert isinstance(info.value, FloatingPointError)
 
 
-# --- bad inputs at the model level (reliability.md §D) --------------------------------------------
+# --- bad inputs at the model level (docs/reliability.md §D) --------------------------------------------
 def _x(n=8):
     return train_slice(n)[0].copy()
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import csv
 import math
+import string
 import warnings
 from pathlib import Path
 from typing import Any
+
+from .errors import NonFiniteError
+from .io import check_writable
 
 
 class Callback:
@@ -123,8 +127,10 @@ class ModelCheckpoint(_Monitor):
     """Save the model after every epoch, or only when ``monitor`` improves (``save_best_only``).
 
     ``filepath`` may contain ``{epoch}`` (1-based) and any logged key, e.g.
-    ``"ckpt-{epoch:02d}-{val_loss:.3f}.xpnet"``.  With ``include_optimizer`` (default) the
-    file is a full checkpoint that ``xpnet.load`` resumes from.
+    ``"ckpt-{epoch:02d}-{val_loss:.3f}.xpnet"``; its keys and folder are checked when training
+    begins.  With ``include_optimizer`` (default) the file is a full checkpoint that
+    ``xpnet.load`` resumes from.  An epoch that ended on a non-finite loss, or with non-finite
+    weights, is not saved (a ``RuntimeWarning`` says so): the last good checkpoint is kept.
     """
 
     def __init__(self, filepath: str | Path, monitor: str = "val_loss", save_best_only: bool = False,
@@ -135,14 +141,31 @@ class ModelCheckpoint(_Monitor):
         self.include_optimizer = include_optimizer
         self.saved: list[str] = []
 
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        keys = getattr(self.model, "log_keys", None)
+        fields = {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(self.filepath) if f}
+        if keys is not None and fields - {"epoch", *keys}:
+            raise ValueError(f"ModelCheckpoint({self.filepath!r}): {', '.join(sorted(fields - {'epoch', *keys}))} "
+                             f"will not be logged; available: epoch, {', '.join(keys)}")
+        if "{" not in str(Path(self.filepath).parent):
+            check_writable(self.filepath)
+
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        if not math.isfinite(logs.get("loss", 0.0)):
+            warnings.warn(f"ModelCheckpoint: epoch {epoch + 1} ended on a non-finite loss; not saved "
+                          "(the last good checkpoint is kept)", RuntimeWarning, stacklevel=2)
+            return
         if self.save_best_only:
             value = self._value(logs)
             if value is None or not self._improved(value):
                 return
             self.best = value
         path = self.filepath.format(epoch=epoch + 1, **logs)
-        self.model.save(path, include_optimizer=self.include_optimizer)
+        try:
+            self.model.save(path, include_optimizer=self.include_optimizer)
+        except NonFiniteError as exc:
+            warnings.warn(f"ModelCheckpoint: epoch {epoch + 1} not saved: {exc}", RuntimeWarning, stacklevel=2)
+            return
         self.saved.append(path)
 
 

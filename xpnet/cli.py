@@ -1,4 +1,9 @@
-"""Command line: ``xpnet train``, ``xpnet compare`` and ``xpnet info``."""
+"""Command line: ``xpnet train``, ``xpnet compare`` and ``xpnet info``.
+
+Exit codes: 0 success; 1 ``compare`` found differences beyond tolerance; 2 a usage error (bad
+arguments, unusable data or output paths: one line on stderr); 3 ``train`` stopped on a
+non-finite loss (nothing saved); 130 interrupted with Ctrl-C (nothing saved).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,10 @@ from .augment import RandomShift
 from .compare import compare as run_compare
 from .compare import format_table, parse_config, plot_losses
 from .errors import XpnetError
+from .io import check_writable
 from .models import lenet5
+
+EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
 
 
 def _int_at_least(minimum: int, text: str) -> int:
@@ -50,7 +58,9 @@ def _positive_float(text: str) -> float:
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train LeNet-5 on MNIST (the built-in subset by default)")
+    p = sub.add_parser("train", help="train LeNet-5 on MNIST (the built-in subset by default)",
+                       epilog="exit codes: 0 done; 2 bad arguments, data or output paths; 3 stopped on a "
+                              "non-finite loss (nothing saved); 130 interrupted (nothing saved)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     p.add_argument("--epochs", type=_positive_int, default=16)
     p.add_argument("--batch-size", type=_positive_int, default=64)
@@ -58,7 +68,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="peak Adam learning rate, cosine-decayed to 0 over the run (default 2e-3)")
     p.add_argument("--shift", type=_non_negative_int, default=2,
                    help="random translation of training images by up to this many pixels (0: off; default 2)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--data", type=Path, default=None, help="folder with the four MNIST IDX files")
     p.add_argument("--out", type=Path, default=Path("lenet5.xpnet"), help="model file to write")
     p.add_argument("--plot", type=Path, default=None,
@@ -66,15 +76,48 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
 
 
+def _usage_error(exc: Exception) -> int:
+    print(f"xpnet train: error: {exc}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _check_mnist(source: object, x: numpy.ndarray, y: numpy.ndarray, split: str) -> None:
+    """ValueError in one line unless the images are 28x28 and the labels digits 0-9 (what LeNet-5 takes)."""
+    if x.shape[1:] != (1, 28, 28):
+        raise ValueError(f"{source}: {split} images have shape {x.shape[1:]}; xpnet train needs 28x28 "
+                         "MNIST images, (N, 1, 28, 28)")
+    bad = (y < 0) | (y > 9)
+    if bad.any():
+        index = int(numpy.argmax(bad))
+        raise ValueError(f"{source}: {split} labels must be digits 0-9; found {int(y[index])} at index {index}")
+
+
+def _unchanged(path: Path) -> str:
+    return f"; {path} is unchanged" if path.exists() else ""
+
+
 def train(args: argparse.Namespace) -> int:
     """Train, report test accuracy and speed, save the model (and a plot)."""
-    try:
-        (x, y), (x_test, y_test) = datasets.load_mnist(args.data)
-        model = lenet5(seed=args.seed, device=args.device)
-    except (OSError, ValueError) as exc:  # a bad --data folder or --device name: no traceback
-        print(f"xpnet train: error: {exc}", file=sys.stderr)
-        return 2
     source = args.data or "built-in MNIST subset"
+    try:
+        for path in (args.out, args.plot or args.out.with_suffix(".png")):
+            check_writable(path)  # before training: a bad path must not cost the run
+        (x, y), (x_test, y_test) = datasets.load_mnist(args.data)
+        _check_mnist(source, x, y, "training")
+        _check_mnist(source, x_test, y_test, "test")
+        model = lenet5(seed=args.seed, device=args.device)
+    except (OSError, ValueError) as exc:  # a bad --data folder, data, path or --device name: no traceback
+        return _usage_error(exc)
+    try:
+        with numpy.errstate(over="ignore", invalid="ignore"):  # a divergence is reported once, below
+            return _train(args, model, source, (x, y), (x_test, y_test))
+    except KeyboardInterrupt:
+        print(f"\nxpnet train: interrupted; nothing saved{_unchanged(args.out)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _train(args: argparse.Namespace, model: object, source: object, train_data: tuple, test_data: tuple) -> int:
+    (x, y), (x_test, y_test) = train_data, test_data
     steps = args.epochs * math.ceil(len(x) / args.batch_size)
     model.compile(optim.Adam(lr=optim.CosineDecay(args.lr, total_steps=steps)), "cross_entropy", ["accuracy"])
     print(f"Training LeNet-5 on {len(x):,} images ({source}), testing on {len(x_test):,}; "
@@ -84,6 +127,11 @@ def train(args: argparse.Namespace) -> int:
                         validation_data=(x_test, y_test), verbose=args.verbose,
                         augment=RandomShift(args.shift) if args.shift else None)
     seconds = time.perf_counter() - started
+    if history.nonfinite is not None:
+        bad = history.nonfinite
+        print(f"xpnet train: stopped: the loss became {bad['loss']} at epoch {bad['epoch']}, batch {bad['batch']} "
+              f"(try a smaller --lr); nothing saved{_unchanged(args.out)}", file=sys.stderr)
+        return EXIT_NONFINITE
     result = model.evaluate(x_test, y_test)
     speed = numpy.mean(history.history["images_per_s"])
     print(f"test accuracy {result['accuracy']:.2%} (loss {result['loss']:.4f}); "
@@ -91,7 +139,7 @@ def train(args: argparse.Namespace) -> int:
     model.save(args.out)
     print(f"saved {args.out}")
     _plot(history, args.plot or args.out.with_suffix(".png"), explicit=args.plot is not None)
-    return 0 if history.nonfinite is None else 1
+    return 0
 
 
 def _plot(history: object, path: Path, explicit: bool) -> None:
@@ -135,6 +183,9 @@ def _compare_parser(sub: argparse._SubParsersAction) -> None:
 def compare(args: argparse.Namespace) -> int:
     """Print the comparison table; 0 when everything is within tolerance, 1 when not, 2 on bad input."""
     try:
+        for path in (args.json, args.plot):
+            if path is not None:
+                check_writable(path)  # before the runs: a bad path must not cost them
         result = run_compare(args.model, a=args.a, b=args.b, steps=args.steps, batch_size=args.batch_size,
                              lr=args.lr, seed=args.seed, data=args.data, train_images=args.train_images,
                              test_images=args.test_images, resync=args.resync)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy
 
@@ -23,40 +25,72 @@ MNIST_FILES = {
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_bytes(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
+MAX_IDX_BYTES = 1 << 30  # 1 GiB: full MNIST is 55 MB uncompressed; anything bigger is refused before reading
+
+
+def _open(path: Path) -> tuple[BinaryIO, int]:
+    """The file as a stream of its (decompressed) bytes, and its length: the file's size, or for
+    gzip the uncompressed size that the gzip trailer records (modulo 2**32, RFC 1952)."""
+    with path.open("rb") as raw:
+        if raw.read(2) != b"\x1f\x8b":
+            return path.open("rb"), path.stat().st_size
+        try:
+            raw.seek(-4, os.SEEK_END)
+        except OSError:
+            raise ValueError(f"{path}: corrupt or truncated gzip data (no trailer)") from None
+        length = int.from_bytes(raw.read(4), "little")
+    return gzip.open(path, "rb"), length
+
+
+def _read(path: Path, stream: BinaryIO, n: int) -> bytes:
     try:
-        return gzip.decompress(raw)
+        return stream.read(n)
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a bad deflate stream is zlib.error
         raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from None
 
 
-def read_idx(path: str | Path) -> numpy.ndarray:
+def _read_header(path: Path, stream: BinaryIO) -> tuple[numpy.dtype, tuple[int, ...]]:
+    """Magic number, type code and shape, read from the first 4 + 4 * ndim bytes."""
+    head = _read(path, stream, 4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic number {head.hex() or 'empty'})")
+    if head[2] not in IDX_DTYPES:
+        raise ValueError(f"{path}: unknown IDX type code 0x{head[2]:02x}")
+    dims = _read(path, stream, 4 * head[3])
+    if len(dims) < 4 * head[3]:
+        raise ValueError(f"{path}: truncated IDX header ({4 + len(dims)} bytes, expected {4 + 4 * head[3]})")
+    return numpy.dtype(IDX_DTYPES[head[2]]), tuple(int.from_bytes(dims[i:i + 4], "big") for i in range(0, len(dims), 4))
+
+
+def read_idx(path: str | Path, max_bytes: int = MAX_IDX_BYTES) -> numpy.ndarray:
     """Read one IDX file (gzip-compressed or raw) into a native-endian numpy array.
 
-    Checks the magic number, the type code and that the data length matches the header.
+    The header is read and checked first: magic number, type code, and the size its shape
+    declares against ``max_bytes`` and against the length of the file (for gzip, the length
+    its trailer records), so a forged or bomb-like file is refused before its data is
+    decompressed.  Then exactly the declared bytes are read, and the data must end there.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"IDX file not found: {path}")
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
-    code, ndim = data[2], data[3]
-    if code not in IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX type code 0x{code:02x}")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes, expected {header})")
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    dtype = numpy.dtype(IDX_DTYPES[code])
-    expected = header + math.prod(shape) * dtype.itemsize
-    if len(data) != expected:
-        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes in all) "
-                         f"but the file holds {len(data)} bytes")
-    return numpy.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    stream, length = _open(path)
+    with stream:
+        dtype, shape = _read_header(path, stream)
+        header = 4 + 4 * len(shape)
+        total = header + math.prod(shape) * dtype.itemsize
+        if total > max_bytes:
+            raise ValueError(f"{path}: header declares shape {shape} ({total:,} bytes), more than the "
+                             f"{max_bytes:,} allowed (read_idx(max_bytes=...))")
+        if total % 2**32 != length:
+            gzipped = isinstance(stream, gzip.GzipFile)
+            raise ValueError(f"{path}: {'corrupt or truncated gzip data, or a wrong header: ' if gzipped else ''}"
+                             f"header says shape {shape} ({total} bytes in all) but the file holds {length} bytes"
+                             f"{' (as its gzip trailer records)' if gzipped else ''}")
+        data = _read(path, stream, total - header)
+        if len(data) != total - header or _read(path, stream, 1):
+            raise ValueError(f"{path}: corrupt or truncated gzip data: the data does not end where the header's "
+                             f"shape {shape} says")
+    return numpy.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _find(directory: Path, stem: str) -> Path:

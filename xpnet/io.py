@@ -1,21 +1,30 @@
 """Model files: a zip holding ``config.json`` and one ``.npy`` member per array.
 
-Safety rules (reliability.md §E):
+Safety rules (docs/reliability.md §E):
 - no pickle anywhere: arrays are read with ``allow_pickle=False``; layer and optimizer
   classes are resolved only through xpnet's own registries, never imported by name;
 - every member is read and checked (shape, dtype, SHA-256, size limits) before anything
   is handed back, so a bad file changes nothing;
-- writes are atomic: a temporary file in the same folder, fsync, then ``os.replace``.
+- members are stored uncompressed, so the arrays of a file are never larger than the file;
+  the layers a config declares are checked against the stored arrays before any weights are
+  drawn (xpnet.training.load);
+- writes are atomic: a temporary file in the same folder, fsync, then ``os.replace``; a save
+  keeps the permission bits of the file it replaces, writes through a symbolic link to the
+  real file, removes its temporary file on any error, and removes the temporary files that
+  killed saves of the same target left behind.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
 import math
 import os
+import re
 import secrets
+import stat
 import struct
 import zipfile
 import zlib
@@ -31,7 +40,6 @@ from .errors import ModelFileError
 FORMAT_NAME = "xpnet-model"
 FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 1 << 20
-MAX_RATIO = 100  # a member may not expand more than 100x (zip bombs)
 LAYER_REGISTRY: dict[str, type] = {name: getattr(_layers, name) for name in _layers.__all__ if name != "Layer"}
 ALLOWED_DTYPES = ("float32", "float64")
 # what zipfile/zlib raise on damaged archives (bad headers, CRCs, flags, methods, sizes)
@@ -63,24 +71,71 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def check_writable(path: str | Path) -> Path:
+    """The real file that a save to ``path`` would write (symbolic links followed), or an OSError
+    naming ``path`` when it cannot be written: a missing or read-only folder, or a folder given as
+    the file.  Call it before long work whose result goes to ``path``."""
+    real = Path(os.path.realpath(path))
+    if real.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give the path of a file to write")
+    if not real.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the folder {real.parent} does not exist")
+    if not os.access(real.parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {path}: the folder {real.parent} is not writable")
+    return real
+
+
+def _tmp_name(target: Path) -> str:
+    """A temporary file beside ``target`` that names the process writing it (for the clean-up)."""
+    return f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.xpnet-tmp"
+
+
+def _remove_stale_tmps(target: Path) -> None:
+    """Remove temporary files of earlier saves of ``target`` whose process is gone (killed saves)."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(\d+)-[0-9a-f]{{8}}\.xpnet-tmp")
+    for entry in target.parent.glob(f".{glob.escape(target.name)}.*.xpnet-tmp"):
+        match = pattern.fullmatch(entry.name)
+        if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
+            entry.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's
+        return True
+    return True
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``path`` through ``write(file)`` so readers see the old file or the new one, never a torn one."""
-    path = Path(path)
-    # os.open with 0o666 (not tempfile.mkstemp, whose 0o600 would survive the rename): the saved
+    """Write ``path`` through ``write(file)`` so readers see the old file or the new one, never a torn one.
+
+    A symbolic link is followed (the real file is replaced, the link stays); an existing file's
+    permission bits are kept; errors name ``path``, never the temporary file.
+    """
+    target = check_writable(path)
+    tmp = target.parent / _tmp_name(target)
+    # os.open with 0o666 (not tempfile.mkstemp, whose 0o600 would survive the rename): a new
     # file gets the permissions the umask gives any new file, like numpy.save or open(path, "wb").
-    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if target.exists():
+            os.chmod(tmp, stat.S_IMODE(target.stat().st_mode))
+        os.replace(tmp, target)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    _fsync_dir(target.parent)
+    _remove_stale_tmps(target)
 
 
 def write_array(member: BinaryIO, array: numpy.ndarray) -> None:
@@ -123,7 +178,9 @@ def _read_member(path: Path, zf: zipfile.ZipFile, name: str, limit: int) -> byte
         info = zf.getinfo(name)
     except KeyError:
         raise _fail(path, f"missing member {name!r}") from None
-    if info.file_size > limit or info.file_size > MAX_RATIO * max(info.compress_size, 1) + 4096:
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise _fail(path, f"member {name!r} is compressed; xpnet model files store their members uncompressed")
+    if info.file_size > limit or info.file_size > info.compress_size:
         raise _fail(path, f"member {name!r} declares {info.file_size} bytes, which is too large")
     try:
         return zf.read(name)
@@ -135,7 +192,7 @@ def _read_config(path: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
     raw = _read_member(path, zf, "config.json", MAX_CONFIG_BYTES)
     try:
         config = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, an integer of over 4300 digits
         raise _fail(path, f"config.json is not valid JSON ({exc})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         raise _fail(path, f"config.json does not describe an {FORMAT_NAME} file")

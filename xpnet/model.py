@@ -24,6 +24,28 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
+def name_layers(layers: list[Layer]) -> None:
+    """Give default-named layers unique Keras-like names: conv2d, conv2d_1, ...
+
+    Names the user chose are kept (and must be unique); default names skip them, since
+    parameters are saved and loaded under ``layer_name/param_name``.  Naming twice changes nothing.
+    """
+    chosen = [layer.name for layer in layers if layer.name != type(layer).__name__]
+    repeated = sorted({name for name in chosen if chosen.count(name) > 1})
+    if repeated:
+        raise ValueError(f"layer names must be unique; {', '.join(map(repr, repeated))} used more than once")
+    taken, seen = set(chosen), {}
+    for layer in layers:
+        if layer.name == type(layer).__name__:
+            base = _snake(layer.name)
+            count = seen.get(base, 0)
+            while (name := base if count == 0 else f"{base}_{count}") in taken:
+                count += 1
+            layer.name = name
+            taken.add(name)
+            seen[base] = count + 1
+
+
 class Network:
     """Layers applied in order. ``seed`` fixes the initial weights (drawn on the host) and the
     model's data generator (shuffling, validation split, dropout masks)."""
@@ -51,25 +73,7 @@ class Network:
         self.to(device)
 
     def _name_layers(self) -> None:
-        """Give default-named layers unique Keras-like names: conv2d, conv2d_1, ...
-
-        Names the user chose are kept (and must be unique); default names skip them, since
-        parameters are saved and loaded under ``layer_name/param_name``.
-        """
-        chosen = [layer.name for layer in self.layers if layer.name != type(layer).__name__]
-        repeated = sorted({name for name in chosen if chosen.count(name) > 1})
-        if repeated:
-            raise ValueError(f"layer names must be unique; {', '.join(map(repr, repeated))} used more than once")
-        taken, seen = set(chosen), {}
-        for layer in self.layers:
-            if layer.name == type(layer).__name__:
-                base = _snake(layer.name)
-                count = seen.get(base, 0)
-                while (name := base if count == 0 else f"{base}_{count}") in taken:
-                    count += 1
-                layer.name = name
-                taken.add(name)
-                seen[base] = count + 1
+        name_layers(self.layers)
 
     # --- parameters and devices -------------------------------------------------
     def parameters(self) -> list[Parameter]:

@@ -14,11 +14,11 @@ class Parameter:
     updated by optimizers (batch-norm running statistics).
     """
 
-    def __init__(self, value: Array, name: str, trainable: bool = True) -> None:
+    def __init__(self, value: Array, name: str, trainable: bool = True, grad: Array | None = None) -> None:
         self.name = name
         self.trainable = trainable
         self.value = value
-        self.grad = get_xp(value).zeros_like(value)
+        self.grad = get_xp(value).zeros_like(value) if grad is None else grad
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -21,8 +21,9 @@ from .callbacks import Callback, History
 from .errors import DTypeError, ModelFileError, NonFiniteError, ShapeError
 from .io import FORMAT_NAME, FORMAT_VERSION, layer_from_config, read_archive, save_archive
 from .layers import Layer
+from .layers.base import shapes_only
 from .losses import LOSSES, get_loss, get_metric
-from .model import Network
+from .model import Network, name_layers
 from .optim import Optimizer, get_optimizer, optimizer_from_config
 from .progress import Progress
 
@@ -101,7 +102,9 @@ class Sequential(Network):
         x = to_numpy(x) if not isinstance(x, numpy.ndarray) else x
         if x.dtype.kind not in "biuf":
             raise DTypeError(f"{what} must hold real numbers; got dtype {x.dtype}")
-        if x.ndim < 1 or len(x) == 0:
+        if x.ndim < 1:
+            raise ShapeError(f"{what}: x must be an array of samples, shape (N, ...); got a scalar {x.item()!r}")
+        if len(x) == 0:
             raise ValueError(f"{what} got 0 samples")
         if finite:
             check_finite(x, f"{what}: input x")
@@ -173,8 +176,11 @@ class Sequential(Network):
             raise ValueError(f"on_nonfinite must be 'stop' or 'raise'; received {on_nonfinite!r}")
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1); received {validation_split!r}")
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, numpy.integer)) or initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be an int >= 0; received initial_epoch={initial_epoch!r}")
         x, y = self._prepare(x, y, "fit", check_finite)
         x, y, validation = self._split(x, y, validation_split, validation_data, check_finite)
+        self.log_keys = self._log_keys(validation is not None)
         history = History()
         callbacks = [history, *(callbacks or [])]
         for cb in callbacks:
@@ -198,6 +204,11 @@ class Sequential(Network):
         for cb in callbacks:
             cb.on_train_end()
         return history
+
+    def _log_keys(self, validation: bool) -> list[str]:
+        """The keys of the per-epoch logs that callbacks see."""
+        keys = ["loss", *self.metric_names, "lr", "images_per_s"]
+        return keys + (["val_loss", *(f"val_{m}" for m in self.metric_names)] if validation else [])
 
     def _split(self, x: numpy.ndarray, y: numpy.ndarray, fraction: float,
                validation_data: tuple[Any, Any] | None, finite: bool) -> tuple:
@@ -308,8 +319,13 @@ class Sequential(Network):
                 "layers": [{"class": type(layer).__name__, "name": layer.name, "config": layer.config()}
                            for layer in self.layers]}
 
-    def save(self, path: str | Path, include_optimizer: bool = False) -> None:
-        """Write the model to ``path`` atomically; ``include_optimizer`` makes it a resumable checkpoint."""
+    def save(self, path: str | Path, include_optimizer: bool = False, allow_nonfinite: bool = False) -> None:
+        """Write the model to ``path`` atomically; ``include_optimizer`` makes it a resumable checkpoint.
+
+        Weights (or optimizer state) holding NaN or infinity are refused with
+        :class:`NonFiniteError` and nothing is written, so a diverged run never replaces a good
+        file; ``allow_nonfinite=True`` writes them anyway (to inspect a divergence).
+        """
         config = self.get_config()
         arrays = {name: to_numpy(v.value) for name, v in self.variables()}
         if include_optimizer:
@@ -319,6 +335,11 @@ class Sequential(Network):
                 arrays.update({f"optimizer/{i}/{k}": to_numpy(a) for k, a in state.items()})
         elif self.optimizer is not None:
             config["training"] = {"loss": self.loss_name, "metrics": self.metric_names}
+        bad = [name for name, a in arrays.items() if not numpy.isfinite(a).all()]
+        if bad and not allow_nonfinite:
+            raise NonFiniteError(f"{path}: not saved: NaN or infinity in {', '.join(bad[:4])}"
+                                 f"{' and more' if len(bad) > 4 else ''} (the training diverged; "
+                                 "save(..., allow_nonfinite=True) writes them anyway)")
         save_archive(path, config, arrays)
 
     def _training_state(self) -> dict[str, Any]:
@@ -335,16 +356,22 @@ class Sequential(Network):
         return self
 
 
-def _assign(model: Network, path: Path, arrays: dict[str, numpy.ndarray]) -> None:
-    """Copy validated host arrays into the model; checks every name and shape first."""
-    variables = dict(model.variables())
+def _check_fit(path: Path, variables: dict[str, Any], arrays: dict[str, numpy.ndarray], what: str) -> None:
+    """ModelFileError listing every missing, unexpected or misshapen array, unless all fit."""
     problems = [f"missing {name}" for name in variables if name not in arrays]
     problems += [f"unexpected {name}" for name in arrays
                  if name not in variables and not name.startswith("optimizer/")]
-    problems += [f"size mismatch for {name}: file {arrays[name].shape}, model {v.shape}"
+    problems += [f"size mismatch for {name}: file {arrays[name].shape}, {what} {v.shape}"
                  for name, v in variables.items() if name in arrays and arrays[name].shape != v.shape]
     if problems:
-        raise ModelFileError(f"{path}: does not fit this model: {'; '.join(problems)}")
+        raise ModelFileError(f"{path}: does not fit {'this model' if what == 'model' else 'its config'}: "
+                             f"{'; '.join(problems)}")
+
+
+def _assign(model: Network, path: Path, arrays: dict[str, numpy.ndarray]) -> None:
+    """Copy validated host arrays into the model; checks every name and shape first."""
+    variables = dict(model.variables())
+    _check_fit(path, variables, arrays, "model")
     for name, variable in variables.items():
         variable.apply(lambda old, a=arrays[name]: to_device(a.astype(old.dtype), model.device))
 
@@ -353,6 +380,7 @@ def load(path: str | Path, device: str | Device = "cpu") -> Sequential:
     """Rebuild a model (and, for a checkpoint, its optimizer and progress) from ``path``."""
     path = Path(path)
     config, arrays = read_archive(path)
+    _check_declared_shapes(path, config["layers"], arrays)
     layers = [layer_from_config(path, entry) for entry in config["layers"]]
     try:
         model = Sequential(*layers, seed=config.get("seed"), dtype=config.get("dtype", "float32"))
@@ -363,6 +391,20 @@ def load(path: str | Path, device: str | Device = "cpu") -> Sequential:
     if isinstance(training, dict):
         _restore_training(model, path, training, arrays)
     return model.to(device)
+
+
+def _check_declared_shapes(path: Path, entries: list[Any], arrays: dict[str, numpy.ndarray]) -> None:
+    """Every shape the config declares against the stored arrays, before anything is allocated:
+    the layers are built as memory-free placeholders, so a forged config declaring huge layers
+    costs nothing.  (The stored arrays are never larger than the file: see xpnet.io.)"""
+    with shapes_only():
+        layers = [layer_from_config(path, entry) for entry in entries]
+    try:
+        name_layers(layers)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: the layers do not form a model ({exc})") from None
+    _check_fit(path, {f"{layer.name}/{v.name}": v for layer in layers for v in layer.variables()},
+               {k: v for k, v in arrays.items() if not k.startswith("optimizer/")}, "config")
 
 
 def _restore_training(model: Sequential, path: Path, training: dict[str, Any],
@@ -377,14 +419,21 @@ def _restore_training(model: Sequential, path: Path, training: dict[str, Any],
         if any(f"optimizer/0/{k}" in arrays for k in names):
             opt.state = [{k: _state_array(path, arrays, f"optimizer/{i}/{k}", p) for k in names}
                          for i, p in enumerate(opt.params)]
-        opt.iterations, opt.lr_scale = int(training["iterations"]), float(training["lr_scale"])
-        model.epoch = int(training["epoch"])
+        opt.iterations, opt.lr_scale = _count(training["iterations"], "iterations"), float(training["lr_scale"])
+        model.epoch = _count(training["epoch"], "epoch")
         model.rng.bit_generator.state = training["rng"]
         for layer in model.layers:
             if layer.name in training.get("layer_rngs", {}):
                 layer.rng.bit_generator.state = training["layer_rngs"][layer.name]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{path}: invalid training state ({exc.__class__.__name__}: {exc})") from None
+
+
+def _count(value: Any, name: str) -> int:
+    """A checkpoint's epoch or step count: an int >= 0 (ValueError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
 
 
 def _state_array(path: Path, arrays: dict[str, numpy.ndarray], name: str, param: Any) -> numpy.ndarray:

@@ -59,8 +59,8 @@ What is compared
    (argmax) is the same in both runs, each run's accuracy and the largest logit difference
    (reported, not judged).
 
-Tolerances (reliability.md §B; ``b`` is the reference)
------------------------------------------------------
+Tolerances (docs/reliability.md §B; ``b`` is the reference)
+-----------------------------------------------------------
 For arrays a and b of one tensor, with ``s = max(max|a|, max|b|)``, an element passes when
 ``|a - b| <= atol + rtol * |b|``:
 

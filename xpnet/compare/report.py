@@ -180,7 +180,7 @@ def _verdict_lines(result: Comparison) -> list[str]:
     for note in result.notes:
         lines.append(f"note: {note}")
     if result.passed:
-        lines.append(f"PASS: a and b agree within the tolerances of reliability.md §B ({result.seconds:.1f} s)")
+        lines.append(f"PASS: a and b agree within the tolerances of docs/reliability.md §B ({result.seconds:.1f} s)")
         return lines
     first = result.checks["forward"]["first_divergent_layer"]
     where = f"; the forward pass first diverges at layer {first}" if first else ""

@@ -7,7 +7,9 @@ the pure ops of :mod:`xpnet.ops`.  ``forward`` keeps the op's cache on the layer
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy
@@ -35,8 +37,36 @@ def float_dtype(dtype: Any, who: str) -> numpy.dtype:
     return dtype
 
 
+_SHAPES_ONLY = contextvars.ContextVar("xpnet_shapes_only", default=False)
+
+
+@contextlib.contextmanager
+def shapes_only() -> Iterator[None]:
+    """Layers built inside hold memory-free placeholders (zero-strided views) and draw nothing.
+
+    What a model file's loader uses to learn the shapes a config declares before it allocates
+    anything (like PyTorch's meta device); such layers can report shapes but not compute.
+    """
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
+def new_parameter(shape: Shape, dtype: numpy.dtype, name: str, fill: float = 0.0,
+                  trainable: bool = True) -> Parameter:
+    """A host parameter of ``shape`` filled with ``fill`` (a placeholder inside :func:`shapes_only`)."""
+    if _SHAPES_ONLY.get():
+        placeholder = numpy.broadcast_to(numpy.full((), fill, dtype=dtype), shape)  # no memory of its own
+        return Parameter(placeholder, name, trainable, grad=placeholder)
+    return Parameter(numpy.full(shape, fill, dtype=dtype), name, trainable)
+
+
 def draw_into(param: Parameter, init: Callable, rng: numpy.random.Generator) -> None:
     """Draw ``init(shape, rng, dtype)`` on the host and put it where ``param`` lives."""
+    if _SHAPES_ONLY.get():
+        return
     host = init(param.shape, rng, param.value.dtype)
     param.apply(lambda old: get_xp(old).asarray(host))
 

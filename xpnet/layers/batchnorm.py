@@ -16,7 +16,7 @@ from ..ops.batchnorm import (
     update_running_stats,
 )
 from ..parameter import Parameter
-from .base import Layer, Shape, float_dtype, positive_int
+from .base import Layer, Shape, float_dtype, new_parameter, positive_int
 
 
 def _is_real(value: Any) -> bool:
@@ -41,10 +41,10 @@ class BatchNorm2d(Layer):
         self.eps, self.momentum = float(eps), float(momentum)
         dtype = float_dtype(dtype, self.name)
         C = self.num_features
-        self.gamma = Parameter(numpy.ones(C, dtype=dtype), "gamma")
-        self.beta = Parameter(numpy.zeros(C, dtype=dtype), "beta")
-        self.running_mean = Parameter(numpy.zeros(C, dtype=dtype), "running_mean", trainable=False)
-        self.running_var = Parameter(numpy.ones(C, dtype=dtype), "running_var", trainable=False)
+        self.gamma = new_parameter((C,), dtype, "gamma", fill=1.0)
+        self.beta = new_parameter((C,), dtype, "beta")
+        self.running_mean = new_parameter((C,), dtype, "running_mean", trainable=False)
+        self.running_var = new_parameter((C,), dtype, "running_var", fill=1.0, trainable=False)
 
     def variables(self) -> list[Parameter]:
         return [self.gamma, self.beta, self.running_mean, self.running_var]

@@ -14,7 +14,7 @@ from ..ops._args import IntPair, Padding, as_pair, check_padding, resolve_pads
 from ..ops.conv import DEFAULT_WORKSPACE_BYTES, check_conv_input, conv2d_backward, conv2d_forward
 from ..ops.im2col import output_hw
 from ..parameter import Parameter
-from .base import Layer, Shape, as_rng, draw_into, float_dtype, positive_int
+from .base import Layer, Shape, as_rng, draw_into, float_dtype, new_parameter, positive_int
 
 
 def _plain_padding(padding: Padding) -> Padding:
@@ -59,8 +59,8 @@ class Conv2d(Layer):
         self.weight_init, self.bias_init = get_initializer(weight_init), get_initializer(bias_init)
         dtype = float_dtype(dtype, self.name)
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
-        self.weight = Parameter(numpy.zeros(shape, dtype=dtype), "weight")
-        self.bias = Parameter(numpy.zeros(self.out_channels, dtype=dtype), "bias") if bias else None
+        self.weight = new_parameter(shape, dtype, "weight")
+        self.bias = new_parameter((self.out_channels,), dtype, "bias") if bias else None
         self.reset_parameters(seed)
 
     def variables(self) -> list[Parameter]:

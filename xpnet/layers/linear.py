@@ -11,7 +11,7 @@ from ..errors import ShapeError
 from ..initializers import get_initializer
 from ..ops.linear import check_linear_input, linear_backward, linear_forward
 from ..parameter import Parameter
-from .base import Layer, Shape, as_rng, draw_into, float_dtype, positive_int
+from .base import Layer, Shape, as_rng, draw_into, float_dtype, new_parameter, positive_int
 
 
 class Linear(Layer):
@@ -30,8 +30,8 @@ class Linear(Layer):
         self.weight_init, self.bias_init = get_initializer(weight_init), get_initializer(bias_init)
         dtype = float_dtype(dtype, self.name)
         shape = (self.out_features, self.in_features)
-        self.weight = Parameter(numpy.zeros(shape, dtype=dtype), "weight")
-        self.bias = Parameter(numpy.zeros(self.out_features, dtype=dtype), "bias") if bias else None
+        self.weight = new_parameter(shape, dtype, "weight")
+        self.bias = new_parameter((self.out_features,), dtype, "bias") if bias else None
         self.reset_parameters(seed)
 
     def variables(self) -> list[Parameter]:
