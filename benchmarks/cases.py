@@ -17,6 +17,7 @@ from xpnet import ops
 from xpnet.parameter import Parameter
 
 from .timing import SETTLE, Contender, alternate
+from .torch_models import to_torch
 
 LR = 0.01  # plain SGD (no momentum) on both sides
 
@@ -108,9 +109,10 @@ def torch_lenet5(torch: Any) -> Any:
     )
 
 
-def xpnet_trainer(target: Target, x: numpy.ndarray, y: numpy.ndarray, batch_size: int) -> Any:
+def xpnet_trainer(target: Target, x: numpy.ndarray, y: numpy.ndarray, batch_size: int,
+                  build: Any = xpnet.models.lenet5) -> Any:
     """One epoch of ``fit`` over (x, y) per call (SGD, cross-entropy, no metrics, silent)."""
-    model = xpnet.models.lenet5(seed=0, device=target.xpnet_device)
+    model = build(seed=0, device=target.xpnet_device)
     model.compile(optimizer=xpnet.optim.SGD(lr=LR), loss="cross_entropy")
 
     def epoch() -> None:
@@ -120,11 +122,13 @@ def xpnet_trainer(target: Target, x: numpy.ndarray, y: numpy.ndarray, batch_size
     return epoch
 
 
-def torch_trainer(target: Target, x: numpy.ndarray, y: numpy.ndarray, batch_size: int) -> Any:
-    """The loop ``fit`` runs, in PyTorch: host shuffle, one transfer per batch, SGD step, loss summed on the device."""
+def torch_trainer(target: Target, x: numpy.ndarray, y: numpy.ndarray, batch_size: int,
+                  build: Any = None) -> Any:
+    """The loop ``fit`` runs, in PyTorch: host shuffle, one transfer per batch, SGD step, loss summed
+    on the device.  ``build``: an xpnet model builder mirrored in torch.nn (default: LeNet-5)."""
     torch = target.torch
     torch.manual_seed(0)
-    net = torch_lenet5(torch).to(target.torch_device)
+    net = (torch_lenet5(torch) if build is None else to_torch(build(seed=0), torch)).to(target.torch_device)
     optimizer = torch.optim.SGD(net.parameters(), lr=LR)
     images, labels = torch.from_numpy(x), torch.from_numpy(y)
     rng = numpy.random.default_rng(0)
@@ -150,6 +154,14 @@ def train(target: Target, x: numpy.ndarray, y: numpy.ndarray, batch_size: int = 
     """LeNet-5 training through ``Sequential.fit`` against the equivalent PyTorch loop."""
     torch_fn = None if target.torch is None else torch_trainer(target, x, y, batch_size)
     return target.contenders(xpnet_trainer(target, x, y, batch_size), torch_fn)
+
+
+def train_resnet(target: Target, x: numpy.ndarray, y: numpy.ndarray, batch_size: int = 64) -> list[Contender]:
+    """The residual CNN of ``xpnet.models.resnet_mnist`` trained through ``fit``, against the same
+    tree in torch.nn (built from it, with its weights)."""
+    build = xpnet.models.resnet_mnist
+    torch_fn = None if target.torch is None else torch_trainer(target, x, y, batch_size, build)
+    return target.contenders(xpnet_trainer(target, x, y, batch_size, build), torch_fn)
 
 
 def infer(target: Target, x: numpy.ndarray, batch_size: int = 1000) -> list[Contender]:

@@ -31,7 +31,7 @@ from .machine import blas_threads, cpu_snapshot, load_average, machine_info, oth
 from .timing import SETTLE, Contender, Samples, alternate, summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CASE_IDS = ("train", "infer", "conv", "pool", "adam", "memory")
+CASE_IDS = ("train", "infer", "resnet", "conv", "pool", "adam", "memory")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,8 @@ class Settings:
     train_batch: int = 128
     infer_images: int = 5000       # images per inference repeat (5 batches of 1000)
     infer_batch: int = 1000
+    resnet_images: int = 640       # images per residual-CNN training repeat (10 batches of 64)
+    resnet_batch: int = 64
     conv_cases: tuple[ConvCase, ...] = CONV_CASES
     pool_shape: tuple[int, int, int, int] = (128, 6, 28, 28)
     adam_shape: tuple[int, ...] = (1000, 1000)  # 1M parameters
@@ -57,7 +59,7 @@ class Settings:
 
 PRESETS = {
     "default": Settings(),
-    "quick": Settings(repeats=3, min_time=0.1, train_images=1280, infer_images=2000, gemm_size=1024,
+    "quick": Settings(repeats=3, min_time=0.1, train_images=1280, infer_images=2000, resnet_images=256, gemm_size=1024,
                       gemm_repeats=3, memory_images=2560, memory_epochs=1),
 }
 
@@ -106,6 +108,14 @@ def run_train(target: Target, settings: Settings, data: dict[str, numpy.ndarray]
     samples = _time(cases.train(target, x, y, settings.train_batch), settings, min_time=0)
     title, detail = f"LeNet-5 training, `fit` batch {settings.train_batch}", f"SGD lr {cases.LR}, {len(x):,} images"
     return [_throughput("train", title, detail + " per repeat", "images/s", len(x), samples, settings)]
+
+
+def run_resnet(target: Target, settings: Settings, data: dict[str, numpy.ndarray]) -> list[dict[str, Any]]:
+    x, y = data["x_train"][:settings.resnet_images], data["y_train"][:settings.resnet_images]
+    samples = _time(cases.train_resnet(target, x, y, settings.resnet_batch), settings, min_time=0)
+    title = f"Residual CNN training (`models.resnet_mnist`), `fit` batch {settings.resnet_batch}"
+    detail = f"SGD lr {cases.LR}, {len(x):,} images per repeat; the same tree in torch.nn"
+    return [_throughput("resnet", title, detail, "images/s", len(x), samples, settings)]
 
 
 def run_infer(target: Target, settings: Settings, data: dict[str, numpy.ndarray]) -> list[dict[str, Any]]:
@@ -191,11 +201,12 @@ def run(settings: Settings, target: Target, selected: Sequence[str], threads: in
     """Run the selected cases; return the results without machine info."""
     results: dict[str, Any] = {"cases": []}
     data: dict[str, numpy.ndarray] = {}
-    if "train" in selected or "infer" in selected:
+    if {"train", "infer", "resnet"} & set(selected):
         (data["x_train"], data["y_train"]), (data["x_test"], data["y_test"]) = xpnet.datasets.load_mnist()
     steps: dict[str, Callable[[], list[dict[str, Any]]]] = {
         "train": lambda: run_train(target, settings, data),
         "infer": lambda: run_infer(target, settings, data),
+        "resnet": lambda: run_resnet(target, settings, data),
         "conv": lambda: run_conv(target, settings, results),
         "pool": lambda: run_pool(target, settings),
         "adam": lambda: run_adam(target, settings),

@@ -12,10 +12,11 @@ from benchmarks import memory, report, suite, timing
 from benchmarks.cases import ConvCase, Target
 
 TINY = suite.Settings(repeats=1, min_time=0.0, train_images=20, train_batch=8, infer_images=30, infer_batch=16,
+                      resnet_images=8, resnet_batch=4,
                       conv_cases=(ConvCase("t", 2, 2, 3, 8, 3, padding=1),), pool_shape=(2, 2, 8, 8),
                       adam_shape=(10, 10), gemm_size=64, gemm_repeats=1, memory_images=16, memory_epochs=1,
                       settle=0.0)
-CASE_IDS = ["train", "infer", "conv_t", "pool", "adam", "memory"]
+CASE_IDS = ["train", "infer", "resnet", "conv_t", "pool", "adam", "memory"]
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def test_without_torch_runs_xpnet_alone_and_says_how_to_install(tiny, tmp_path, 
     for case in results["cases"]:
         assert case["torch"] is None and case["ratio"] is None
         _check_side(case["xpnet"])
-    conv = results["cases"][2]
+    conv = results["cases"][3]
     assert conv["flop_per_call"] == 3 * 2 * 2 * 3 * 2 * 3 * 3 * 8 * 8
     assert conv["gflops"]["xpnet"] > 0 and 0 < conv["peak_share"]["xpnet"]
     assert "| case | unit | xpnet | PyTorch | xpnet/PyTorch |" in md
@@ -61,7 +62,7 @@ def test_with_torch_reports_ratios_and_matches_threads(tiny, tmp_path, capsys):
     torch = pytest.importorskip("torch")
     threads = torch.get_num_threads()
     try:
-        results, md = _run(tmp_path, "--threads", "1", "--cases", "train,infer,conv,pool,adam")
+        results, md = _run(tmp_path, "--threads", "1", "--cases", "train,infer,resnet,conv,pool,adam")
     finally:
         torch.set_num_threads(threads)
     assert results["machine"]["torch_threads"] == 1
@@ -71,7 +72,8 @@ def test_with_torch_reports_ratios_and_matches_threads(tiny, tmp_path, capsys):
     for case in results["cases"]:
         _check_side(case["torch"])
         assert case["ratio"] > 0
-    assert results["cases"][2]["gflops"]["torch"] > 0
+    assert results["cases"][3]["gflops"]["torch"] > 0
+    assert "Residual CNN training" in md
     assert re.search(r"\| LeNet-5 training.*\| \*\*\d+\.\d\d\*\*( ⚠)? \|", md)
     assert "pip install torch" not in md
 

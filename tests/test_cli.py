@@ -132,3 +132,14 @@ def test_console_script_and_module_entry_points():
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == f"xpnet {xpnet.__version__}"
     assert script is not None, "the console script `xpnet` is not installed (pip install -e .)"
+
+
+@pytest.mark.parametrize("model, title", [("resnet", "ResNet"), ("mobilenet", "MobileNet")])
+def test_train_other_models_writes_a_loadable_tree(model, title, tmp_path, small_mnist, capsys):
+    code = main(["train", "--model", model, "--epochs", "1", "--data", str(small_mnist), "--verbose", "0",
+                 "--out", str(tmp_path / f"{model}.xpnet"), "--device", "cpu"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"Training {title} on 600 images" in out and "1 epochs, batch 64" in out
+    loaded = xpnet.load(tmp_path / f"{model}.xpnet")
+    assert any(layer.children() for layer in loaded.layers)  # a tree, not a flat list

@@ -308,7 +308,7 @@ def test_a_model_file_with_dropout_and_batch_norm(tmp_path, capsys):
     assert result.model["source"] == str(path)
     assert [r["type"] for r in result.layers] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Flatten",
                                                  "Dropout", "Linear"]
-    assert set(result.layers[1]["param_grads"]) == {"gamma", "beta"}
+    assert set(result.layers[1]["param_grads"]) == {"weight", "bias"}  # BatchNorm2d's, named as in torch
     dropout = result.layers[5]["output"]
     assert dropout["max_rel"] < 1e-5  # the same units were dropped in both runs
     assert main(["compare", "--model", str(path), *SMALL_ARGS, "--b", "cpu:float64"]) == 0
@@ -445,3 +445,17 @@ def test_difference_with_non_finite_values(a, b, passed):
 def test_difference_of_other_shapes_fails():
     diff = difference(numpy.zeros((2, 3)), numpy.zeros((3, 2)))
     assert not diff["passed"] and diff["shape_a"] == [2, 3] and diff["shape"] == [3, 2]
+
+
+def test_a_tree_model_is_compared_leaf_by_leaf_named_by_path():
+    """Residual blocks and their shortcuts: every leaf gets a row, named by its path in the tree."""
+    from xpnet.models import resnet_mnist
+    result = small_run(model=resnet_mnist(seed=1))
+    assert result.passed, format_table(result)
+    names = [row["name"] for row in result.layers]
+    assert names[:3] == ["conv2d", "batch_norm2d", "relu"]
+    assert "3.body.0 conv2d_1" in names and "7.shortcut.0 conv2d_7" in names
+    assert len(names) == len([p for p, layer in resnet_mnist().named_layers() if not layer.children()])
+    shortcut = next(row for row in result.layers if row["path"] == "7.shortcut.1")
+    assert shortcut["type"] == "BatchNorm2d" and set(shortcut["param_grads"]) == {"weight", "bias"}
+    assert "3.body.0 conv2d_1 (Conv2d)" in format_table(result)

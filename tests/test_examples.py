@@ -169,3 +169,12 @@ def test_doc_python_blocks_run(capsys):
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102 - our own documentation
     assert namespace["model"].optimizer.iterations == 1
+
+
+@pytest.mark.parametrize("model", ["resnet", "mobilenet"])
+def test_tree_model_example_trains_and_reports(model):
+    result = run_script(EXAMPLES / "resnet_mnist.py", "--model", model, "--epochs", "1", "--train-images", "128",
+                        "--test-images", "200", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"^{model}: [\d,]+ parameters, \d+ state_dict entries; 128 training images", result.stdout, re.M)
+    assert re.search(r"^test accuracy \d+\.\d\d% on 200 images; \d+ s, [\d,]+ images/s$", result.stdout, re.M)

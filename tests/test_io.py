@@ -146,7 +146,7 @@ def test_round_trip_is_bit_identical_on_every_backend(device, data, tmp_path):
     model = conv_model(device).compile(optim.Adam(lr=1e-3), "cross_entropy", ["accuracy"])
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # trained weights and batch-norm statistics
     expected = host_vars(model)
-    assert numpy.abs(expected["batch_norm2d/running_mean"]).max() > 0
+    assert numpy.abs(expected["1.running_mean"]).max() > 0
     path = tmp_path / "model.xpnet"
     model.save(path)
 
@@ -160,7 +160,7 @@ def test_round_trip_is_bit_identical_on_every_backend(device, data, tmp_path):
     numpy.testing.assert_array_equal(loaded.predict(x[:24]), model.predict(x[:24]))
 
     fresh = conv_model(device, seed=99)
-    assert not numpy.array_equal(host_vars(fresh)["conv2d/weight"], expected["conv2d/weight"])
+    assert not numpy.array_equal(host_vars(fresh)["0.weight"], expected["0.weight"])
     assert fresh.load_weights(path) is fresh
     assert_same_vars(host_vars(fresh), expected)
     assert all(xpnet.device_of(v.value) == device for _, v in fresh.variables())
@@ -172,12 +172,13 @@ def test_float64_model_round_trips_as_float64(device, data, tmp_path):
     model = conv_model(device, dtype=numpy.float64).compile("sgd", "cross_entropy")
     model.fit(x[:32], y[:32], epochs=1, batch_size=16, verbose=0)
     expected = host_vars(model)
-    assert all(a.dtype == numpy.float64 for a in expected.values())
+    assert all(a.dtype == numpy.float64 for name, a in expected.items() if not name.endswith("num_batches_tracked"))
+    assert expected["1.num_batches_tracked"].dtype == numpy.int64  # a counter stays an int (torch's too)
     path = tmp_path / "model64.xpnet"
     model.save(path)
     config, arrays = read_archive(path)
     assert config["dtype"] == "float64"
-    assert {spec["dtype"] for spec in config["arrays"].values()} == {"float64"}
+    assert {spec["dtype"] for spec in config["arrays"].values()} == {"float64", "int64"}
     loaded = xpnet.load(path, device=device)
     assert loaded.dtype == numpy.float64
     assert_same_vars(host_vars(loaded), expected)
@@ -234,7 +235,8 @@ def test_config_json_describes_the_model(saved):
     assert list(config["arrays"]) == list(expected)
     for name, array in expected.items():
         spec = config["arrays"][name]
-        assert spec["shape"] == list(array.shape) and spec["dtype"] == "float32"
+        assert spec["shape"] == list(array.shape) and spec["dtype"] == str(array.dtype)
+        assert spec["dtype"] == ("int64" if name == "1.num_batches_tracked" else "float32")
         assert spec["sha256"] == hashlib.sha256(array.tobytes()).hexdigest()
         numpy.testing.assert_array_equal(members[f"arrays/{name}.npy"], array)
     assert "training" not in config  # not compiled: nothing to resume
@@ -281,7 +283,7 @@ def test_resumed_training_equals_uninterrupted(device, data, tmp_path, split):
     control.load_weights(path)
     control.epoch = 1
     _fit(control, data, 2, split)
-    assert not numpy.array_equal(host_vars(control)["linear/weight"], host_vars(straight)["linear/weight"])
+    assert not numpy.array_equal(host_vars(control)["6.weight"], host_vars(straight)["6.weight"])
 
 
 @pytest.mark.parametrize("make_optimizer", [
@@ -363,8 +365,8 @@ def test_canary_pickle_inside_a_model_zip_runs_no_code(saved, tmp_path, victim):
     payload = pickle.dumps(Touch(sentinel))
     extra = rewrite(path, tmp_path / "extra.xpnet", add={"data.pkl": payload})  # torch-style member
     assert_rejected(extra, victim, r"unexpected members \['data.pkl'\]")
-    as_npy = rewrite(path, tmp_path / "as_npy.xpnet", replace={"arrays/linear/bias.npy": payload})
-    assert_rejected(as_npy, victim, "'linear/bias'", "cannot be read safely")
+    as_npy = rewrite(path, tmp_path / "as_npy.xpnet", replace={"arrays/6.bias.npy": payload})
+    assert_rejected(as_npy, victim, "'6.bias'", "cannot be read safely")
     assert not sentinel.exists()
 
 
@@ -377,10 +379,10 @@ def test_canary_object_dtype_member_runs_no_code(saved, tmp_path, victim, declar
     evil = npy_bytes(numpy.array([Touch(sentinel)] * 10, dtype=object), allow_pickle=True)
 
     def edit(config):
-        config["arrays"]["linear/bias"]["dtype"] = declared
+        config["arrays"]["6.bias"]["dtype"] = declared
 
-    bad = rewrite(path, tmp_path / "bad.xpnet", edit, replace={"arrays/linear/bias.npy": evil})
-    assert_rejected(bad, victim, "'linear/bias'", "cannot be read safely|invalid description")
+    bad = rewrite(path, tmp_path / "bad.xpnet", edit, replace={"arrays/6.bias.npy": evil})
+    assert_rejected(bad, victim, "'6.bias'", "cannot be read safely|invalid description")
     assert not sentinel.exists()
 
 
@@ -444,16 +446,16 @@ def test_config_without_the_xpnet_header(saved, tmp_path, victim, edit, pattern)
 
 def test_missing_and_extra_members(saved, tmp_path, victim):
     path, _ = saved
-    missing = rewrite(path, tmp_path / "missing.xpnet", drop=["arrays/linear/bias.npy"])
-    assert_rejected(missing, victim, r"missing members \['arrays/linear/bias.npy'\]")
+    missing = rewrite(path, tmp_path / "missing.xpnet", drop=["arrays/6.bias.npy"])
+    assert_rejected(missing, victim, r"missing members \['arrays/6.bias.npy'\]")
     no_config = rewrite(path, tmp_path / "no_config.xpnet", drop=["config.json"])
     assert_rejected(no_config, victim, "missing member 'config.json'")
-    extra = rewrite(path, tmp_path / "extra.xpnet", add={"arrays/linear/extra.npy": npy_bytes(numpy.zeros(3))})
-    assert_rejected(extra, victim, r"unexpected members \['arrays/linear/extra.npy'\]")
+    extra = rewrite(path, tmp_path / "extra.xpnet", add={"arrays/6.extra.npy": npy_bytes(numpy.zeros(3))})
+    assert_rejected(extra, victim, r"unexpected members \['arrays/6.extra.npy'\]")
     # described in config.json but absent from the zip
     described = rewrite(path, tmp_path / "described.xpnet",
-                        lambda c: c["arrays"].update({"linear/extra": spec_of(numpy.zeros(3, "float32"))}))
-    assert_rejected(described, victim, r"missing members \['arrays/linear/extra.npy'\]")
+                        lambda c: c["arrays"].update({"6.extra": spec_of(numpy.zeros(3, "float32"))}))
+    assert_rejected(described, victim, r"missing members \['arrays/6.extra.npy'\]")
 
 
 def _set_spec(name, **changes):
@@ -461,18 +463,18 @@ def _set_spec(name, **changes):
 
 
 @pytest.mark.parametrize("edit, pattern", [
-    (_set_spec("linear/weight", shape=[9, 676]),
-     r"truncated or corrupt: array 'linear/weight' expected float32 \(9, 676\), file holds float32 \(10, 676\)"),
-    (_set_spec("linear/weight", shape=[6760]), r"array 'linear/weight' expected float32 \(6760,\)"),
-    (_set_spec("linear/weight", shape=[1]), "member 'arrays/linear/weight.npy' declares .* too large"),
-    (_set_spec("linear/weight", dtype="float64"), r"expected float64 \(10, 676\), file holds float32"),
-    (_set_spec("linear/weight", sha256="0" * 64), "'linear/weight' does not match its SHA-256"),
-    (_set_spec("linear/weight", shape=["10", 676]), "'linear/weight' has an invalid description"),
-    (_set_spec("linear/weight", shape=[-10, -676]), "'linear/weight' has an invalid description"),
-    (_set_spec("linear/weight", shape=[10.0, 676]), "'linear/weight' has an invalid description"),
-    (_set_spec("linear/weight", shape=[10**40, 676]), "'linear/weight' expected float32"),
-    (_set_spec("linear/weight", dtype="float16"), "'linear/weight' has an invalid description"),
-    (lambda c: c["arrays"].update({"linear/weight": [10, 676]}), "'linear/weight' has an invalid description"),
+    (_set_spec("6.weight", shape=[9, 676]),
+     r"truncated or corrupt: array '6.weight' expected float32 \(9, 676\), file holds float32 \(10, 676\)"),
+    (_set_spec("6.weight", shape=[6760]), r"array '6.weight' expected float32 \(6760,\)"),
+    (_set_spec("6.weight", shape=[1]), "member 'arrays/6.weight.npy' declares .* too large"),
+    (_set_spec("6.weight", dtype="float64"), r"expected float64 \(10, 676\), file holds float32"),
+    (_set_spec("6.weight", sha256="0" * 64), "'6.weight' does not match its SHA-256"),
+    (_set_spec("6.weight", shape=["10", 676]), "'6.weight' has an invalid description"),
+    (_set_spec("6.weight", shape=[-10, -676]), "'6.weight' has an invalid description"),
+    (_set_spec("6.weight", shape=[10.0, 676]), "'6.weight' has an invalid description"),
+    (_set_spec("6.weight", shape=[10**40, 676]), "'6.weight' expected float32"),
+    (_set_spec("6.weight", dtype="float16"), "'6.weight' has an invalid description"),
+    (lambda c: c["arrays"].update({"6.weight": [10, 676]}), "'6.weight' has an invalid description"),
 ])
 def test_config_disagreeing_with_stored_arrays(saved, tmp_path, victim, edit, pattern):
     path, _ = saved
@@ -481,22 +483,22 @@ def test_config_disagreeing_with_stored_arrays(saved, tmp_path, victim, edit, pa
 
 def test_npy_header_claiming_more_data_than_stored(saved, tmp_path, victim):
     path, model = saved
-    weight = host_vars(model)["linear/weight"]
+    weight = host_vars(model)["6.weight"]
     raw = npy_bytes(weight)
     header_end = raw.index(b"\n") + 1
     header = raw[:header_end].replace(b"(10, 676)", b"(20, 676)")
     assert len(header) == header_end  # same header length: only the claimed shape changed
-    edit = _set_spec("linear/weight", shape=[20, 676])
-    bad = rewrite(path, tmp_path / "bad.xpnet", edit, replace={"arrays/linear/weight.npy": header + raw[header_end:]})
-    assert_rejected(bad, victim, "'linear/weight' cannot be read safely")
+    edit = _set_spec("6.weight", shape=[20, 676])
+    bad = rewrite(path, tmp_path / "bad.xpnet", edit, replace={"arrays/6.weight.npy": header + raw[header_end:]})
+    assert_rejected(bad, victim, "'6.weight' cannot be read safely")
 
 
 def test_value_changed_without_updating_the_checksum(saved, tmp_path, victim):
     path, model = saved
-    weight = host_vars(model)["linear/weight"]
+    weight = host_vars(model)["6.weight"]
     weight[3, 5] += 1
-    bad = rewrite(path, tmp_path / "bad.xpnet", replace={"arrays/linear/weight.npy": npy_bytes(weight)})
-    assert_rejected(bad, victim, "'linear/weight' does not match its SHA-256 checksum")
+    bad = rewrite(path, tmp_path / "bad.xpnet", replace={"arrays/6.weight.npy": npy_bytes(weight)})
+    assert_rejected(bad, victim, "'6.weight' does not match its SHA-256 checksum")
 
 
 def test_config_over_one_megabyte(saved, tmp_path, victim):
@@ -517,19 +519,19 @@ def test_zip_bomb_member_is_refused_before_inflating(saved, tmp_path, victim, mo
     header = npy_bytes(numpy.zeros(0, numpy.float32)).replace(b"(0,)", f"({n},)".encode())
     header = header[:header.index(b"\n") + 1]
     bomb = header + bytes(4 * n)
-    edit = _set_spec("linear/weight", shape=[n])  # the declared shape allows 50 MB: only the compression refuses it
-    bad = rewrite(path, tmp_path / "bomb.xpnet", edit, replace={"arrays/linear/weight.npy": bomb},
+    edit = _set_spec("6.weight", shape=[n])  # the declared shape allows 50 MB: only the compression refuses it
+    bad = rewrite(path, tmp_path / "bomb.xpnet", edit, replace={"arrays/6.weight.npy": bomb},
                   compression=zipfile.ZIP_DEFLATED)
-    info = zipfile.ZipFile(bad).getinfo("arrays/linear/weight.npy")
+    info = zipfile.ZipFile(bad).getinfo("arrays/6.weight.npy")
     assert info.file_size > 100 * info.compress_size
     inflated = []
     real_read = zipfile.ZipFile.read
     monkeypatch.setattr(zipfile.ZipFile, "read", lambda self, name, pwd=None: inflated.append(name)
                         or real_read(self, name, pwd))
     # xpnet stores members uncompressed, so a stored array is never larger than the file
-    assert_rejected(bad, victim, "member '(config.json|arrays/linear/weight.npy)' is compressed; xpnet model files "
+    assert_rejected(bad, victim, "member '(config.json|arrays/6.weight.npy)' is compressed; xpnet model files "
                                  "store their members uncompressed")
-    assert "arrays/linear/weight.npy" not in inflated
+    assert "arrays/6.weight.npy" not in inflated
 
 
 # --- 4. corruption ------------------------------------------------------------------
@@ -550,8 +552,8 @@ def _positions(path):
     return {
         "local header magic": 0,
         "config.json text": data_offset("config.json") + 40,
-        "array data (linear/weight)": data_offset("arrays/linear/weight.npy") + 500,
-        "npy header (conv2d/weight)": data_offset("arrays/conv2d/weight.npy") + 20,
+        "array data (6.weight)": data_offset("arrays/6.weight.npy") + 500,
+        "npy header (0.weight)": data_offset("arrays/0.weight.npy") + 20,
         "directory: entry magic": start_dir,
         "directory: compression method": start_dir + 10,
         "directory: CRC": start_dir + 16,
@@ -573,8 +575,8 @@ def test_truncated_file(saved, tmp_path, victim, length):
     assert_rejected(bad, victim, r"not an xpnet model file|corrupt|missing member")
 
 
-@pytest.mark.parametrize("where", ["local header magic", "config.json text", "array data (linear/weight)",
-                                   "npy header (conv2d/weight)", "directory: entry magic",
+@pytest.mark.parametrize("where", ["local header magic", "config.json text", "array data (6.weight)",
+                                   "npy header (0.weight)", "directory: entry magic",
                                    "directory: compression method", "directory: CRC", "directory: name length",
                                    "directory: file name", "directory: local header offset",
                                    "end record: directory offset", "end record: directory size"])
@@ -681,13 +683,13 @@ def test_load_weights_into_a_different_architecture(saved):
         narrow.load_weights(path)
     message = str(info.value)
     assert str(path) in message and "does not fit this model" in message
-    assert r"size mismatch for linear/weight: file (10, 676), model (5, 676)" in message
-    assert r"size mismatch for linear/bias: file (10,), model (5,)" in message
+    assert r"size mismatch for 6.weight: file (10, 676), model (5, 676)" in message
+    assert r"size mismatch for 6.bias: file (10,), model (5,)" in message
     assert_same_vars(host_vars(narrow), before)
 
     deeper = conv_model(extra=(L.ReLU(), L.Linear(10, 3)))
     before = host_vars(deeper)
-    with pytest.raises(xpnet.ModelFileError, match="missing linear_1/weight; missing linear_1/bias"):
+    with pytest.raises(xpnet.ModelFileError, match="missing 8.weight; missing 8.bias"):
         deeper.load_weights(path)
     assert_same_vars(host_vars(deeper), before)
 
@@ -699,7 +701,7 @@ def test_load_weights_rejects_a_file_with_unexpected_arrays(tmp_path):
     model = conv_model()
     before = host_vars(model)
     try:
-        with pytest.raises(xpnet.ModelFileError, match="unexpected linear_1/weight"):
+        with pytest.raises(xpnet.ModelFileError, match="unexpected 8.weight"):
             model.load_weights(path)
     finally:
         assert_same_vars(host_vars(model), before)
@@ -723,7 +725,7 @@ FORBIDDEN_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "job
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "import_module", "load_source"}
 
 
-@pytest.mark.parametrize("module", ["io.py", "training.py"])
+@pytest.mark.parametrize("module", ["io.py", "model_files.py", "training.py"])
 def test_loader_source_has_no_code_execution_paths(module):
     source = (SOURCES / module).read_text()
     assert "allow_pickle=True" not in source and "importlib" not in source and "__import__" not in source

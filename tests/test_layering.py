@@ -96,7 +96,7 @@ def test_imports_point_down_the_layering(name):
 
 def test_ops_never_import_layers_and_layers_never_import_models_or_training():
     higher = ("xpnet.model", "xpnet.models", "xpnet.training", "xpnet.cli", "xpnet.optim", "xpnet.io",
-              "xpnet.data", "xpnet.datasets", "xpnet.callbacks", "xpnet.compare")
+              "xpnet.data", "xpnet.datasets", "xpnet.callbacks", "xpnet.compare", "xpnet.inputs", "xpnet.model_files")
     for name in RULED:
         for imported in xpnet_imports(name):
             assert not (_in(name, "xpnet.ops") and _in(imported, "xpnet.layers")), (name, imported)
@@ -280,3 +280,11 @@ def test_import_works_when_cupy_scipy_and_torch_cannot_be_imported(block_all_but
     assert report["gpu"] is False and "blocked import of cupy" in report["reason"]
     assert report["device"] == "cpu" and len(report["warnings"]) == 1
     assert "blocked import of cupy" in report["warnings"][0]
+
+
+def test_model_files_and_input_checks_sit_between_the_model_and_training():
+    """model <- inputs, model_files <- training <- cli: each concern in its own module, pointing down."""
+    assert "xpnet.model" in xpnet_imports("xpnet.model_files") and "xpnet.model" in xpnet_imports("xpnet.inputs")
+    assert {"xpnet.inputs", "xpnet.model_files", "xpnet.model"} <= xpnet_imports("xpnet.training")
+    for lower in ("xpnet.model", "xpnet.inputs", "xpnet.model_files"):
+        assert not {"xpnet.training", "xpnet.cli", "xpnet.compare"} & xpnet_imports(lower), lower

@@ -32,7 +32,7 @@ def test_parameters_are_listed_in_layer_order():
     assert [p.shape for p in params] == [(4, 1, 5, 5), (4,), (10, 144), (10,)]
     assert model.num_parameters() == 4 * 25 + 4 + 1440 + 10
     assert [name for name, _ in model.variables()] == [
-        "conv2d/weight", "conv2d/bias", "linear/weight", "linear/bias"]
+        "0.weight", "0.bias", "4.weight", "4.bias"]  # state_dict names: torch.nn's paths
 
 
 def test_default_layer_names_are_unique_and_keras_like():

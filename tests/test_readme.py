@@ -29,3 +29,14 @@ def test_readme_tour_runs(tmp_path, monkeypatch, capsys):
     assert namespace["probabilities"].shape == (256, 10)
     # bit-exact: the reloaded model repeats predict's ops on the same shapes (save/load round trip)
     assert numpy.array_equal(namespace["model"].predict(namespace["x_test"]), namespace["probabilities"])
+
+
+def test_readme_layer_tree_example_runs(capsys):
+    code = re.search(r"## Layer trees: .*?\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    namespace = {}
+    exec(compile(code, "README layer trees", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "residual (Residual)" in out and "  sequential (Sequential)" in out
+    keys = list(namespace["state"])
+    assert keys[:2] == ["0.weight", "0.bias"] and "2.body.0.weight" in keys and "2.shortcut.1.running_var" in keys
+    assert "4.branches.1.0.weight" in keys

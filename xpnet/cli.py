@@ -23,9 +23,11 @@ from .compare import compare as run_compare
 from .compare import format_table, parse_config, plot_losses
 from .errors import XpnetError
 from .io import check_writable
-from .models import lenet5
+from .models import MODELS
 
 EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
+DEFAULT_EPOCHS = {"lenet5": 16, "resnet": 8, "mobilenet": 8}
+TITLES = {"lenet5": "LeNet-5", "resnet": "ResNet", "mobilenet": "MobileNet"}
 
 
 def _int_at_least(minimum: int, text: str) -> int:
@@ -58,11 +60,14 @@ def _positive_float(text: str) -> float:
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train LeNet-5 on MNIST (the built-in subset by default)",
+    p = sub.add_parser("train", help="train LeNet-5, a ResNet or a MobileNet on MNIST (the built-in subset by default)",
                        epilog="exit codes: 0 done; 2 bad arguments, data or output paths; 3 stopped on a "
                               "non-finite loss (nothing saved); 130 interrupted (nothing saved)")
+    p.add_argument("--model", choices=sorted(MODELS), default="lenet5",
+                   help="lenet5 (default), resnet (xpnet.models.resnet_mnist) or mobilenet (mobilenet_mnist)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
-    p.add_argument("--epochs", type=_positive_int, default=16)
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help=f"default: {', '.join(f'{k} {v}' for k, v in DEFAULT_EPOCHS.items())}")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--lr", type=_positive_float, default=2e-3,
                    help="peak Adam learning rate, cosine-decayed to 0 over the run (default 2e-3)")
@@ -70,7 +75,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="random translation of training images by up to this many pixels (0: off; default 2)")
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--data", type=Path, default=None, help="folder with the four MNIST IDX files")
-    p.add_argument("--out", type=Path, default=Path("lenet5.xpnet"), help="model file to write")
+    p.add_argument("--out", type=Path, default=None, help="model file to write (default: MODEL.xpnet)")
     p.add_argument("--plot", type=Path, default=None,
                    help="PNG of the curves (default: next to --out, when matplotlib is installed)")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
@@ -82,7 +87,7 @@ def _usage_error(exc: Exception) -> int:
 
 
 def _check_mnist(source: object, x: numpy.ndarray, y: numpy.ndarray, split: str) -> None:
-    """ValueError in one line unless the images are 28x28 and the labels digits 0-9 (what LeNet-5 takes)."""
+    """ValueError in one line unless the images are 28x28 and the labels digits 0-9 (what the models take)."""
     if x.shape[1:] != (1, 28, 28):
         raise ValueError(f"{source}: {split} images have shape {x.shape[1:]}; xpnet train needs 28x28 "
                          "MNIST images, (N, 1, 28, 28)")
@@ -99,13 +104,15 @@ def _unchanged(path: Path) -> str:
 def train(args: argparse.Namespace) -> int:
     """Train, report test accuracy and speed, save the model (and a plot)."""
     source = args.data or "built-in MNIST subset"
+    args.out = args.out or Path(f"{args.model}.xpnet")
     try:
         for path in (args.out, args.plot or args.out.with_suffix(".png")):
             check_writable(path)  # before training: a bad path must not cost the run
         (x, y), (x_test, y_test) = datasets.load_mnist(args.data)
         _check_mnist(source, x, y, "training")
         _check_mnist(source, x_test, y_test, "test")
-        model = lenet5(seed=args.seed, device=args.device)
+        model = MODELS[args.model](seed=args.seed, device=args.device)
+        args.epochs = args.epochs or DEFAULT_EPOCHS[args.model]
     except (OSError, ValueError) as exc:  # a bad --data folder, data, path or --device name: no traceback
         return _usage_error(exc)
     try:
@@ -120,7 +127,7 @@ def _train(args: argparse.Namespace, model: object, source: object, train_data: 
     (x, y), (x_test, y_test) = train_data, test_data
     steps = args.epochs * math.ceil(len(x) / args.batch_size)
     model.compile(optim.Adam(lr=optim.CosineDecay(args.lr, total_steps=steps)), "cross_entropy", ["accuracy"])
-    print(f"Training LeNet-5 on {len(x):,} images ({source}), testing on {len(x_test):,}; "
+    print(f"Training {TITLES[args.model]} on {len(x):,} images ({source}), testing on {len(x_test):,}; "
           f"device {model.device}, {args.epochs} epochs, batch {args.batch_size}")
     started = time.perf_counter()
     history = model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
@@ -138,14 +145,14 @@ def _train(args: argparse.Namespace, model: object, source: object, train_data: 
           f"training {speed:,.0f} images/s; {seconds:.1f} s in all")
     model.save(args.out)
     print(f"saved {args.out}")
-    _plot(history, args.plot or args.out.with_suffix(".png"), explicit=args.plot is not None)
+    _plot(history, args.plot or args.out.with_suffix(".png"), f"{TITLES[args.model]} on MNIST", args.plot is not None)
     return 0
 
 
-def _plot(history: object, path: Path, explicit: bool) -> None:
+def _plot(history: object, path: Path, title: str, explicit: bool) -> None:
     try:
         from .viz import plot_history
-        plot_history(history, path, title="LeNet-5 on MNIST")
+        plot_history(history, path, title=title)
         print(f"saved {path}")
     except ImportError:
         if explicit:

@@ -38,10 +38,11 @@ from . import layers as _layers
 from .errors import ModelFileError
 
 FORMAT_NAME = "xpnet-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: layer trees, arrays named by state_dict paths; 1: a flat list, "layer/param" names
+MAX_DEPTH = 64  # nesting of containers in a model file
 MAX_CONFIG_BYTES = 1 << 20
 LAYER_REGISTRY: dict[str, type] = {name: getattr(_layers, name) for name in _layers.__all__ if name != "Layer"}
-ALLOWED_DTYPES = ("float32", "float64")
+ALLOWED_DTYPES = ("float32", "float64", "int64")  # int64: BatchNorm's num_batches_tracked
 # what zipfile/zlib raise on damaged archives (bad headers, CRCs, flags, methods, sizes)
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError,
                RuntimeError, zlib.error, struct.error)
@@ -140,7 +141,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
 
 def write_array(member: BinaryIO, array: numpy.ndarray) -> None:
     """One .npy member (no pickle)."""
-    numpy.lib.format.write_array(member, numpy.ascontiguousarray(array), allow_pickle=False)
+    numpy.lib.format.write_array(member, numpy.require(array, requirements="C"), allow_pickle=False)  # 0-d stays 0-d
 
 
 def save_archive(path: str | Path, config: dict[str, Any], arrays: dict[str, numpy.ndarray]) -> None:
@@ -208,13 +209,20 @@ def _read_config(path: Path, zf: zipfile.ZipFile) -> dict[str, Any]:
     return config
 
 
-def _check_layer_entry(path: Path, entry: Any) -> None:
+def _check_layer_entry(path: Path, entry: Any, depth: int = 0) -> None:
+    """A layer entry (and, for a container, its children's, to MAX_DEPTH) names a known class."""
+    if depth > MAX_DEPTH:
+        raise _fail(path, f"layers nested deeper than {MAX_DEPTH} levels")
+    children = entry.get("children", []) if isinstance(entry, dict) else None
     if (not isinstance(entry, dict) or not isinstance(entry.get("config", {}), dict)
-            or not isinstance(entry.get("name"), (str, type(None)))):
-        raise _fail(path, f"invalid layer entry {entry!r}")
+            or not isinstance(entry.get("name"), (str, type(None))) or not isinstance(children, list)
+            or not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) for c in children)):
+        raise _fail(path, f"invalid layer entry {str(entry)[:200]}")
     name = entry.get("class")
     if not isinstance(name, str) or name not in LAYER_REGISTRY:
         raise _fail(path, f"unknown layer class {name!r}; known: {', '.join(sorted(LAYER_REGISTRY))}")
+    for _, child in children:
+        _check_layer_entry(path, child, depth + 1)
 
 
 def _read_array(path: Path, zf: zipfile.ZipFile, name: str, spec: Any) -> numpy.ndarray:
@@ -250,11 +258,22 @@ def read_archive(path: str | Path) -> tuple[dict[str, Any], dict[str, numpy.ndar
     return config, arrays
 
 
+def layer_entry(layer: Any) -> dict[str, Any]:
+    """A layer (and its subtree) as plain data: class, name, config and, for a container, children."""
+    entry = {"class": type(layer).__name__, "name": layer.name, "config": layer.config()}
+    if layer.children():
+        entry["children"] = [[name, layer_entry(child)] for name, child in layer.children()]
+    return entry
+
+
 def layer_from_config(path: Path, entry: Any) -> Any:
-    """Build a layer from its config entry; the class must be one of xpnet's own layers."""
+    """Build a layer (and its subtree) from its entry; every class must be one of xpnet's own layers."""
     _check_layer_entry(path, entry)
     cls = LAYER_REGISTRY[entry["class"]]
+    children = [(name, layer_from_config(path, child)) for name, child in entry.get("children", [])]
     try:
+        if children or hasattr(cls, "from_children"):
+            return cls.from_children(children, name=entry.get("name"), **entry.get("config", {}))
         return cls(**entry.get("config", {}), name=entry.get("name"))
     except (TypeError, ValueError, OverflowError, MemoryError) as exc:
         raise _fail(path, f"invalid config for layer {entry.get('name')!r} ({exc})") from None

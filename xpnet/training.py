@@ -1,8 +1,10 @@
-"""Sequential: the model users build, with Keras-style compile/fit/evaluate/predict and save/load.
+"""Sequential: the model users build (any layer tree), with Keras-style compile/fit/evaluate/predict
+and save/load.
 
 Data stays on the host until a batch is needed: each batch is cast to the model's dtype
 and copied to the model's device once.  Loss and metric sums stay on the device and are
 brought to the host once per log interval (every batch on the CPU, where that is free).
+Inputs are checked by :mod:`xpnet.inputs`, files written and read by :mod:`xpnet.model_files`.
 """
 
 from __future__ import annotations
@@ -15,43 +17,22 @@ from typing import Any
 
 import numpy
 
-from ._version import __version__
+from . import model_files
 from .backend import Array, Device, to_device, to_numpy
 from .callbacks import Callback, History
-from .errors import DTypeError, ModelFileError, NonFiniteError, ShapeError
-from .io import FORMAT_NAME, FORMAT_VERSION, layer_from_config, read_archive, save_archive
+from .errors import ModelFileError, NonFiniteError
+from .inputs import check_positive_int, check_x, check_y
 from .layers import Layer
-from .layers.base import shapes_only
-from .losses import LOSSES, get_loss, get_metric
-from .model import Network, name_layers
+from .losses import get_loss, get_metric
+from .model import Network
 from .optim import Optimizer, get_optimizer, optimizer_from_config
 from .progress import Progress
 
 SYNC_INTERVAL = 20  # batches between host syncs on a GPU
 
 
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int; received {name}={value!r}")
-    return int(value)
-
-
-def _first_bad(mask: numpy.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in numpy.unravel_index(int(numpy.argmax(mask)), mask.shape))
-
-
-def check_finite(array: numpy.ndarray, what: str) -> None:
-    """ValueError naming how many NaN/inf values ``array`` holds and where the first one is."""
-    if array.dtype.kind != "f":
-        return
-    for label, mask in (("NaN", numpy.isnan(array)), ("infinity", numpy.isinf(array))):
-        count = int(mask.sum())
-        if count:
-            raise ValueError(f"{what} contains {label} ({count} values; first at index {_first_bad(mask)})")
-
-
 class Sequential(Network):
-    """Layers in order, plus the training API.
+    """The model: layers in order (any of them a container, so any tree), plus the training API.
 
     >>> model = Sequential(layers.Conv2d(1, 6, 5), layers.ReLU(), ..., seed=0, device="cpu")
     >>> model.compile(optimizer=optim.Adam(lr=1e-3), loss="cross_entropy", metrics=["accuracy"])
@@ -98,48 +79,9 @@ class Sequential(Network):
             raise RuntimeError(f"call compile() before {what}()")
 
     # --- input checks (all on the host, before anything touches the device) ----------
-    def _check_x(self, x: Any, what: str, finite: bool) -> tuple[numpy.ndarray, tuple[int, ...]]:
-        x = to_numpy(x) if not isinstance(x, numpy.ndarray) else x
-        if x.dtype.kind not in "biuf":
-            raise DTypeError(f"{what} must hold real numbers; got dtype {x.dtype}")
-        if x.ndim < 1:
-            raise ShapeError(f"{what}: x must be an array of samples, shape (N, ...); got a scalar {x.item()!r}")
-        if len(x) == 0:
-            raise ValueError(f"{what} got 0 samples")
-        if finite:
-            check_finite(x, f"{what}: input x")
-        return x, self.check_input_shape(x.shape[1:])
-
-    def _check_y(self, y: Any, n: int, out_shape: tuple[int, ...], what: str) -> numpy.ndarray:
-        y = to_numpy(y) if not isinstance(y, numpy.ndarray) else y
-        if len(y) != n:
-            raise ValueError(f"{what}: x has {n} samples but y has {len(y)}")
-        if y.dtype.kind not in "biuf":
-            raise DTypeError(f"{what}: y must hold numbers; got dtype {y.dtype}")
-        check_finite(y, f"{what}: y")
-        custom_targets = self.loss_name not in LOSSES and y.shape[1:] == out_shape and y.dtype.kind == "f"
-        if self.loss_name in ("mse", "binary_cross_entropy") or custom_targets:
-            if y.shape[1:] != out_shape:
-                raise ShapeError(f"{what}: y has per-sample shape {y.shape[1:]} but the model outputs {out_shape}")
-            return y.astype(self.dtype, copy=False)
-        classes = out_shape[-1]
-        if y.ndim == 2:
-            if y.shape[1] != classes:
-                raise ShapeError(f"{what}: y has {y.shape[1]} columns but the model outputs {classes} classes")
-            return y.astype(self.dtype, copy=False)
-        if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise ValueError(f"{what}: labels must be integers of shape (N,) or one-hot (N, {classes}); "
-                             f"got dtype {y.dtype} and shape {y.shape}")
-        bad = (y < 0) | (y >= classes)
-        if bad.any():
-            values = sorted(set(y[bad].tolist()))[:10]
-            raise ValueError(f"{what}: labels must be integers in [0, {classes}); got values {values} "
-                             f"(first at index {int(numpy.argmax(bad))})")
-        return y.astype(numpy.int64, copy=False)
-
     def _prepare(self, x: Any, y: Any, what: str, finite: bool = True) -> tuple[numpy.ndarray, numpy.ndarray]:
-        x, out_shape = self._check_x(x, what, finite)
-        return x, self._check_y(y, len(x), out_shape, what)
+        x, out_shape = check_x(self, x, what, finite)
+        return x, check_y(self.loss_name, y, len(x), out_shape, self.dtype, what)
 
     # --- batches ------------------------------------------------------------------
     def _to_model(self, host: numpy.ndarray, cast: bool = True) -> Array:
@@ -171,7 +113,7 @@ class Sequential(Network):
         randomness from the model's generator.
         """
         self._require_compiled("fit")
-        epochs, batch_size = _check_positive_int(epochs, "epochs"), _check_positive_int(batch_size, "batch_size")
+        epochs, batch_size = check_positive_int(epochs, "epochs"), check_positive_int(batch_size, "batch_size")
         if on_nonfinite not in ("stop", "raise"):
             raise ValueError(f"on_nonfinite must be 'stop' or 'raise'; received {on_nonfinite!r}")
         if not 0 <= validation_split < 1:
@@ -280,7 +222,7 @@ class Sequential(Network):
     def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0) -> dict[str, float]:
         """Loss and metrics over (x, y) in evaluation mode: {"loss": ..., "accuracy": ...}."""
         self._require_compiled("evaluate")
-        batch_size = _check_positive_int(batch_size, "batch_size")
+        batch_size = check_positive_int(batch_size, "batch_size")
         x, y = self._prepare(x, y, "evaluate")
         logs = self._evaluate_arrays(x, y, batch_size)
         if verbose:
@@ -303,8 +245,8 @@ class Sequential(Network):
 
     def predict(self, x: Any, batch_size: int = 256) -> numpy.ndarray:
         """Model outputs for x, computed in batches in evaluation mode, returned as a host array."""
-        batch_size = _check_positive_int(batch_size, "batch_size")
-        x, _ = self._check_x(x, "predict", finite=True)
+        batch_size = check_positive_int(batch_size, "batch_size")
+        x, _ = check_x(self, x, "predict", finite=True)
         self.eval()
         outputs = [to_numpy(self.forward(self._to_model(x[s:s + batch_size]), train=False))
                    for s in range(0, len(x), batch_size)]
@@ -313,11 +255,8 @@ class Sequential(Network):
 
     # --- files --------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        """The architecture as plain data."""
-        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "xpnet_version": __version__,
-                "dtype": str(self.dtype), "seed": self.seed,
-                "layers": [{"class": type(layer).__name__, "name": layer.name, "config": layer.config()}
-                           for layer in self.layers]}
+        """The architecture (a tree of layer entries) as plain data."""
+        return model_files.model_config(self)
 
     def save(self, path: str | Path, include_optimizer: bool = False, allow_nonfinite: bool = False) -> None:
         """Write the model to ``path`` atomically; ``include_optimizer`` makes it a resumable checkpoint.
@@ -326,85 +265,44 @@ class Sequential(Network):
         :class:`NonFiniteError` and nothing is written, so a diverged run never replaces a good
         file; ``allow_nonfinite=True`` writes them anyway (to inspect a divergence).
         """
-        config = self.get_config()
-        arrays = {name: to_numpy(v.value) for name, v in self.variables()}
+        training, extra = None, {}
         if include_optimizer:
             self._require_compiled("save(include_optimizer=True)")
-            config["training"] = self._training_state()
+            training = self._training_state()
             for i, state in enumerate(self.optimizer.state):
-                arrays.update({f"optimizer/{i}/{k}": to_numpy(a) for k, a in state.items()})
+                extra.update({f"optimizer/{i}/{k}": to_numpy(a) for k, a in state.items()})
         elif self.optimizer is not None:
-            config["training"] = {"loss": self.loss_name, "metrics": self.metric_names}
-        bad = [name for name, a in arrays.items() if not numpy.isfinite(a).all()]
-        if bad and not allow_nonfinite:
-            raise NonFiniteError(f"{path}: not saved: NaN or infinity in {', '.join(bad[:4])}"
-                                 f"{' and more' if len(bad) > 4 else ''} (the training diverged; "
-                                 "save(..., allow_nonfinite=True) writes them anyway)")
-        save_archive(path, config, arrays)
+            training = {"loss": self.loss_name, "metrics": self.metric_names}
+        model_files.write(self, path, training, extra, allow_nonfinite)
 
     def _training_state(self) -> dict[str, Any]:
-        generators = {layer.name: layer.rng.bit_generator.state for layer in self.layers
+        generators = {path: layer.rng.bit_generator.state for path, layer in self.named_layers()
                       if isinstance(getattr(layer, "rng", None), numpy.random.Generator)}
         return {"loss": self.loss_name, "metrics": self.metric_names, "optimizer": self.optimizer.config(),
                 "iterations": self.optimizer.iterations, "lr_scale": self.optimizer.lr_scale,
                 "epoch": self.epoch, "rng": self.rng.bit_generator.state, "layer_rngs": generators}
 
     def load_weights(self, path: str | Path) -> Sequential:
-        """Load parameters from a model file into this model (same architecture); all-or-nothing."""
-        _, arrays = read_archive(path)
-        _assign(self, Path(path), arrays)
+        """Load parameters and buffers from a model file into this model (same architecture);
+        all-or-nothing."""
+        model_files.assign(self, Path(path), model_files.read(path).model_arrays())
         return self
-
-
-def _check_fit(path: Path, variables: dict[str, Any], arrays: dict[str, numpy.ndarray], what: str) -> None:
-    """ModelFileError listing every missing, unexpected or misshapen array, unless all fit."""
-    problems = [f"missing {name}" for name in variables if name not in arrays]
-    problems += [f"unexpected {name}" for name in arrays
-                 if name not in variables and not name.startswith("optimizer/")]
-    problems += [f"size mismatch for {name}: file {arrays[name].shape}, {what} {v.shape}"
-                 for name, v in variables.items() if name in arrays and arrays[name].shape != v.shape]
-    if problems:
-        raise ModelFileError(f"{path}: does not fit {'this model' if what == 'model' else 'its config'}: "
-                             f"{'; '.join(problems)}")
-
-
-def _assign(model: Network, path: Path, arrays: dict[str, numpy.ndarray]) -> None:
-    """Copy validated host arrays into the model; checks every name and shape first."""
-    variables = dict(model.variables())
-    _check_fit(path, variables, arrays, "model")
-    for name, variable in variables.items():
-        variable.apply(lambda old, a=arrays[name]: to_device(a.astype(old.dtype), model.device))
 
 
 def load(path: str | Path, device: str | Device = "cpu") -> Sequential:
     """Rebuild a model (and, for a checkpoint, its optimizer and progress) from ``path``."""
     path = Path(path)
-    config, arrays = read_archive(path)
-    _check_declared_shapes(path, config["layers"], arrays)
-    layers = [layer_from_config(path, entry) for entry in config["layers"]]
+    file = model_files.read(path)
+    model_files.check_declared_shapes(path, file)
+    layers = model_files.build_layers(path, file.entries)
     try:
-        model = Sequential(*layers, seed=config.get("seed"), dtype=config.get("dtype", "float32"))
+        model = Sequential(*layers, seed=file.seed, dtype=file.dtype)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: the layers do not form a model ({exc})") from None
-    _assign(model, path, {k: v for k, v in arrays.items() if not k.startswith("optimizer/")})
-    training = config.get("training")
-    if isinstance(training, dict):
-        _restore_training(model, path, training, arrays)
+    model_files.assign(model, path, file.model_arrays())
+    if file.training is not None:
+        _restore_training(model, path, file.training, file.arrays)
     return model.to(device)
-
-
-def _check_declared_shapes(path: Path, entries: list[Any], arrays: dict[str, numpy.ndarray]) -> None:
-    """Every shape the config declares against the stored arrays, before anything is allocated:
-    the layers are built as memory-free placeholders, so a forged config declaring huge layers
-    costs nothing.  (The stored arrays are never larger than the file: see xpnet.io.)"""
-    with shapes_only():
-        layers = [layer_from_config(path, entry) for entry in entries]
-    try:
-        name_layers(layers)
-    except ValueError as exc:
-        raise ModelFileError(f"{path}: the layers do not form a model ({exc})") from None
-    _check_fit(path, {f"{layer.name}/{v.name}": v for layer in layers for v in layer.variables()},
-               {k: v for k, v in arrays.items() if not k.startswith("optimizer/")}, "config")
 
 
 def _restore_training(model: Sequential, path: Path, training: dict[str, Any],
@@ -422,9 +320,9 @@ def _restore_training(model: Sequential, path: Path, training: dict[str, Any],
         opt.iterations, opt.lr_scale = _count(training["iterations"], "iterations"), float(training["lr_scale"])
         model.epoch = _count(training["epoch"], "epoch")
         model.rng.bit_generator.state = training["rng"]
-        for layer in model.layers:
-            if layer.name in training.get("layer_rngs", {}):
-                layer.rng.bit_generator.state = training["layer_rngs"][layer.name]
+        for layer_path, layer in model.named_layers():
+            if layer_path in training.get("layer_rngs", {}):
+                layer.rng.bit_generator.state = training["layer_rngs"][layer_path]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{path}: invalid training state ({exc.__class__.__name__}: {exc})") from None
 

@@ -85,11 +85,16 @@ def test_training_output_is_normalised_per_channel(rng):
     numpy.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, rtol=1e-3)
 
 
-def test_parameters_are_gamma_and_beta_and_buffers_are_running_stats():
+def test_parameters_are_weight_and_bias_and_buffers_are_running_stats_and_a_counter():
     layer = BatchNorm2d(4)
-    assert [(p.name, p.trainable) for p in layer.parameters()] == [("gamma", True), ("beta", True)]
-    assert [(p.name, p.trainable) for p in layer.buffers()] == [("running_mean", False), ("running_var", False)]
-    assert [v.name for v in layer.variables()] == ["gamma", "beta", "running_mean", "running_var"]
+    assert [(p.name, p.trainable) for p in layer.parameters()] == [("weight", True), ("bias", True)]
+    assert layer.gamma is layer.weight and layer.beta is layer.bias  # the textbook names
+    assert [(p.name, p.trainable) for p in layer.buffers()] == [("running_mean", False), ("running_var", False),
+                                                                ("num_batches_tracked", False)]
+    assert [v.name for v in layer.variables()] == ["weight", "bias", "running_mean", "running_var",
+                                                   "num_batches_tracked"]
+    counter = layer.num_batches_tracked.value
+    assert counter.shape == () and counter.dtype == numpy.int64 and counter == 0
     assert layer.num_parameters() == 8
     numpy.testing.assert_array_equal(layer.gamma.value, numpy.ones(4))
     numpy.testing.assert_array_equal(layer.running_var.value, numpy.ones(4))

@@ -14,7 +14,7 @@ from ..backend import gpu_devices, gpu_versions
 from ..training import Sequential
 from .configs import Config
 from .measure import Tolerances, _scale, difference
-from .runs import _tie_text
+from .runs import _tie_text, leaf_label, leaves
 
 
 def _layer_rows(batch_a: dict, batch_b: dict, model: Sequential, tol: Tolerances) -> list[dict[str, Any]]:
@@ -22,16 +22,15 @@ def _layer_rows(batch_a: dict, batch_b: dict, model: Sequential, tol: Tolerances
     same kind: parameter gradients with its largest parameter gradient, the input gradient
     with itself and the gradient the layer received (dL/dy)."""
     rows = []
-    n = len(model.layers)
-    for i, layer in enumerate(model.layers):
+    for i, (path, layer) in enumerate(leaves(model)):
         grad_a, grad_b = batch_a["input_grads"][i], batch_b["input_grads"][i]
-        received = [batch["input_grads"][i + 1] if i + 1 < n else batch["loss_grad"] for batch in (batch_a, batch_b)]
+        received = [batch["output_grads"][i] for batch in (batch_a, batch_b)]
         input_grad = None if grad_a is None or grad_b is None else \
             difference(grad_a, grad_b, "gradient", tol, scale=_scale(*received))
         params_a, params_b = batch_a["params"][i], batch_b["params"][i]
         param_scale = _scale(*params_a.values(), *params_b.values())
         rows.append({
-            "name": layer.name, "type": type(layer).__name__,
+            "name": leaf_label(path, layer), "path": path, "type": type(layer).__name__,
             "output": difference(batch_a["outputs"][i], batch_b["outputs"][i], "forward", tol),
             "input_grad": input_grad,
             "param_grads": {name: difference(g, params_b[name], "gradient", tol, scale=param_scale)

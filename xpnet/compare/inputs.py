@@ -32,7 +32,8 @@ class _Template:
         layers = [layer_from_config(Path(self.source), entry) for entry in self.layers]
         model = Sequential(*layers, seed=self.seed, dtype=config.dtype)
         for name, variable in model.variables():
-            variable.apply(lambda old, a=self.arrays[name]: a.astype(config.dtype))  # a copy, even for float32
+            variable.apply(lambda old, a=self.arrays[name]:  # a copy, even for float32; counters stay ints
+                           a.astype(config.dtype) if a.dtype.kind == "f" else a.copy())
         return model.to(config.device)
 
 

@@ -1,4 +1,9 @@
-"""The two runs: the per-layer pass on one batch, SGD training in lockstep, tie-breaks."""
+"""The two runs: the per-layer pass on one batch, SGD training in lockstep, tie-breaks.
+
+"Per layer" means every leaf of the layer tree (containers are only their children), named by
+its path and name: a :class:`_Recorder` wraps the leaves while the whole model runs forward and
+backward, so residual sums and concatenations run exactly as in training.
+"""
 
 from __future__ import annotations
 
@@ -24,31 +29,80 @@ def _to(config: Config, host: numpy.ndarray, cast: bool = True) -> Array:
     return config.device.asarray(numpy.ascontiguousarray(host))
 
 
+def leaves(model: Sequential) -> list[tuple[str, Any]]:
+    """(path, layer) of every layer without children, in forward order for a chain of containers."""
+    return [(path, layer) for path, layer in model.named_layers() if not layer.children()]
+
+
+def leaf_label(path: str, layer: Any) -> str:
+    """A leaf's name in reports: its name, prefixed by its path inside a container ("3.body.0 conv2d_1")."""
+    return layer.name if "." not in path else f"{path} {layer.name}"
+
+
+class _Recorder:
+    """While active, every leaf's output, the gradient it received (dL/dy) and its input gradient
+    (dL/dx) are kept, as ``keep(array)``, keyed by path (the leaves' methods are wrapped on the
+    instances and restored on exit)."""
+
+    def __init__(self, model: Sequential, keep: Any) -> None:
+        self.leaves, self.keep = leaves(model), keep
+        self.outputs: dict[str, Any] = {}
+        self.output_grads: dict[str, Any] = {}
+        self.input_grads: dict[str, Any] = {}
+
+    def __enter__(self) -> _Recorder:
+        for path, layer in self.leaves:
+            layer.forward = self._forward(path, layer.forward)
+            layer.backward = self._backward(path, layer.backward)
+        return self
+
+    def _forward(self, path: str, forward: Any) -> Any:
+        def record(x: Array, train: bool = False) -> Array:
+            y = forward(x, train=train)
+            self.outputs[path] = self.keep(y)
+            return y
+        return record
+
+    def _backward(self, path: str, backward: Any) -> Any:
+        def record(dy: Array) -> Array | None:
+            self.output_grads[path] = self.keep(dy)
+            dx = backward(dy)
+            self.input_grads[path] = None if dx is None else self.keep(dx)  # before a container adds into it
+            return dx
+        return record
+
+    def __exit__(self, *exc: Any) -> None:
+        for _, layer in self.leaves:
+            del layer.forward, layer.backward  # back to the class's methods
+
+    def in_order(self, table: dict[str, Any]) -> list[Any]:
+        return [table.get(path) for path, _ in self.leaves]
+
+
 def _one_batch(model: Sequential, config: Config, xb: numpy.ndarray, yb: numpy.ndarray, loss_fn: Any) -> dict:
-    """Every layer's output, input gradient and parameter gradients for one batch (host arrays)."""
-    model.layers[0].need_input_grad = True
+    """Every leaf layer's output, received and input gradients, and parameter gradients for one
+    batch (host arrays, in leaf order)."""
+    model.root.need_input_grad = True
     model.zero_grad()
-    x = _to(config, xb)
-    outputs = []
-    for layer in model.layers:
-        x = layer.forward(x, train=True)
-        outputs.append(x)
-    _, dy = loss_fn(x, _to(config, yb, cast=False))
-    loss_grad = to_numpy(dy)
-    input_grads: list[Any] = [None] * len(model.layers)
-    for i in reversed(range(len(model.layers))):
-        dy = model.layers[i].backward(dy)
-        input_grads[i] = dy
+    with _Recorder(model, to_numpy) as seen:
+        out = model.forward(_to(config, xb), train=True)
+        _, dy = loss_fn(out, _to(config, yb, cast=False))
+        model.backward(dy)
     model.clear_cache()
-    return {"outputs": [to_numpy(o) for o in outputs], "loss_grad": loss_grad,
-            "input_grads": [None if g is None else to_numpy(g) for g in input_grads],
-            "params": [{p.name: to_numpy(p.grad) for p in layer.parameters()} for layer in model.layers]}
+    return {"outputs": seen.in_order(seen.outputs), "loss_grad": to_numpy(dy),
+            "input_grads": seen.in_order(seen.input_grads), "output_grads": seen.in_order(seen.output_grads),
+            "params": [{p.name: to_numpy(p.grad) for p in layer.own_variables() if p.trainable}
+                       for _, layer in seen.leaves]}
 
 
 def _zero_patterns(outputs: Sequence[Any], input_grads: Sequence[Any]) -> list[numpy.ndarray | None]:
     """Where each layer output and input gradient is exactly zero (host booleans): the
     decisions of ReLU-like layers and of max/min-pool gradient routing."""
     return [None if a is None else to_numpy(a == 0) for a in (*outputs, *input_grads)]
+
+
+def _is_zero(array: Array) -> Array:
+    return array == 0
 
 
 def _tie_breaks(names: Sequence[str], pa: Sequence[Any], pb: Sequence[Any]) -> dict[str, int]:
@@ -69,21 +123,17 @@ def _tie_text(breaks: dict[str, int]) -> str:
 
 def _sgd_step(model: Sequential, config: Config, optimizer: SGD, xb: numpy.ndarray, yb: numpy.ndarray,
               loss_fn: Any) -> tuple[Any, Any, list[numpy.ndarray | None]]:
-    """One SGD step, layer by layer: (loss, correct count) as device scalars, and the zero patterns."""
-    h, target = _to(config, xb), _to(config, yb, cast=False)
-    outputs = []
-    for layer in model.layers:
-        h = layer.forward(h, train=True)
-        outputs.append(h)
-    loss, dy = loss_fn(h, target)
-    correct = correct_count(h, target)
+    """One SGD step through the whole tree: (loss, correct count) as device scalars, and the zero
+    patterns of every leaf's output and input gradient."""
+    target = _to(config, yb, cast=False)
     optimizer.zero_grad()
-    input_grads: list[Any] = [None] * len(model.layers)
-    for i in reversed(range(len(model.layers))):
-        dy = model.layers[i].backward(dy)
-        input_grads[i] = dy
+    with _Recorder(model, _is_zero) as seen:
+        out = model.forward(_to(config, xb), train=True)
+        loss, dy = loss_fn(out, target)
+        correct = correct_count(out, target)
+        model.backward(dy)
     optimizer.step()
-    return loss, correct, _zero_patterns(outputs, input_grads)
+    return loss, correct, _zero_patterns(seen.in_order(seen.outputs), seen.in_order(seen.input_grads))
 
 
 def _resynchronise(source: Sequential, target: Sequential, config: Config) -> None:
@@ -103,7 +153,7 @@ def _train_pair(models: Sequence[Sequential], configs: Sequence[Config], x: nump
     until the end; the zero patterns come to the host every step.
     """
     optimizers = [SGD(lr=lr).bind(m.parameters()) for m in models]
-    names = [layer.name for layer in models[0].layers]
+    names = [leaf_label(path, layer) for path, layer in leaves(models[0])]
     runs = [{"loss": [], "correct": [], "seconds": 0.0} for _ in models]
     sizes, events = [], []
     for model in models:
@@ -147,7 +197,7 @@ def _check_batch(template: _Template, configs: Sequence[Config], x: numpy.ndarra
     for k in range(min(CHECK_CANDIDATES, candidates)):
         index = order[k * batch_size:(k + 1) * batch_size]
         batches = [_one_batch(template.build(c), c, x[index], y[index], loss_fn) for c in configs]
-        names = [entry["name"] for entry in template.layers]
+        names = [leaf_label(path, layer) for path, layer in leaves(template.build(configs[0]))]
         breaks = _tie_breaks(names, *(_zero_patterns(b["outputs"], b["input_grads"]) for b in batches))
         if not breaks:
             return k + 1, batches, skipped

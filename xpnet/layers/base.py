@@ -77,12 +77,55 @@ def as_rng(seed: numpy.random.Generator | int | None) -> numpy.random.Generator:
 
 
 class Layer:
-    """Base class: no parameters, identity shape, and the forward/backward protocol."""
+    """Base class: no parameters, identity shape, and the forward/backward protocol.
+
+    Layers form a tree: a container (``layers.Sequential``, ``Residual``, ``Concat``) is a layer
+    whose :meth:`children` are layers.  Every traversal (variables, names, modes, moves, casts)
+    walks the tree through :meth:`children`, and a variable's name is its path from the root,
+    joined with "." as ``torch.nn`` names the same tree (``"3.body.0.weight"``).
+    """
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or type(self).__name__
-        self.need_input_grad = True  # the first layer of a model may skip dL/dx
+        self._need_input_grad = True
         self._cache: Any = None
+
+    # --- the tree -----------------------------------------------------------------
+    def children(self) -> list[tuple[str, Layer]]:
+        """(name, child) pairs in order: index strings in a Sequential, attribute names elsewhere."""
+        return []
+
+    def named_layers(self, prefix: str = "") -> list[tuple[str, Layer]]:
+        """(path, layer) for this layer and every descendant, parents first ("" is this layer)."""
+        found = [(prefix, self)]
+        for name, child in self.children():
+            found += child.named_layers(f"{prefix}.{name}" if prefix else name)
+        return found
+
+    def own_variables(self) -> list[Parameter]:
+        """The arrays this layer itself owns (not its children's): parameters first, then buffers."""
+        return []
+
+    def named_variables(self, prefix: str = "") -> list[tuple[str, Parameter]]:
+        """(path.name, variable) for every array in the tree below this layer, as torch's state_dict keys."""
+        dot = f"{prefix}." if prefix else ""
+        return [(f"{dot}{v.name}", v) for v in self.own_variables()] + [
+            item for name, child in self.children() for item in child.named_variables(f"{dot}{name}")]
+
+    @property
+    def need_input_grad(self) -> bool:
+        """Whether backward computes dL/dx (the first layer of a model skips it)."""
+        return self._need_input_grad
+
+    @need_input_grad.setter
+    def need_input_grad(self, value: bool) -> None:
+        self._need_input_grad = bool(value)
+        for child in self.input_children():
+            child.need_input_grad = value
+
+    def input_children(self) -> list[Layer]:
+        """The children that receive this layer's input (a Sequential's first; every branch)."""
+        return []
 
     # --- parameters ---------------------------------------------------------------
     def parameters(self) -> list[Parameter]:
@@ -94,15 +137,18 @@ class Layer:
         return [v for v in self.variables() if not v.trainable]
 
     def variables(self) -> list[Parameter]:
-        """Every array the layer owns, trainable first where a subclass lists them so."""
-        return []
+        """Every array of the layer and its descendants, in the order of :meth:`named_variables`."""
+        return [v for _, v in self.named_variables()]
 
     def num_parameters(self) -> int:
         """Number of trainable values (what a summary prints)."""
         return sum(p.size for p in self.parameters())
 
     def reset_parameters(self, rng: numpy.random.Generator | int | None = None) -> None:
-        """Draw fresh initial values on the host (layers without parameters do nothing)."""
+        """Draw fresh initial values on the host (a container resets its children in order)."""
+        rng = as_rng(rng)
+        for _, child in self.children():
+            child.reset_parameters(rng)
 
     def zero_grad(self) -> None:
         """Zero every parameter gradient in place."""
@@ -113,19 +159,21 @@ class Layer:
         """Replace every array the layer owns by ``fn(array)`` (a move or a cast); returns self."""
         for v in self.variables():
             v.apply(fn)
-        self._cache = None
+        self.clear_cache()
         return self
 
     def cast(self, dtype: Any) -> Layer:
-        """Cast parameters and buffers to a float dtype (float32 or float64); returns self."""
+        """Cast floating parameters and buffers to float32 or float64 (counters stay ints); returns self."""
         dtype = float_dtype(dtype, self.name)
-        return self.apply(lambda a: a.astype(dtype))
+        return self.apply(lambda a: a.astype(dtype) if a.dtype.kind == "f" else a)
 
     @property
     def dtype(self) -> numpy.dtype | None:
-        """The dtype of the layer's parameters (None for a layer without any)."""
-        variables = self.variables()
-        return numpy.dtype(variables[0].value.dtype) if variables else None
+        """The dtype of the layer's floating parameters (None for a layer without any)."""
+        for variable in self.variables():
+            if variable.value.dtype.kind == "f":
+                return numpy.dtype(variable.value.dtype)
+        return None
 
     # --- computation -------------------------------------------------------------
     def forward(self, x: Array, train: bool = False) -> Array:
@@ -148,8 +196,10 @@ class Layer:
         return {}
 
     def clear_cache(self) -> None:
-        """Drop what the last forward kept for backward (frees its memory)."""
+        """Drop what the last forward kept for backward (frees its memory), in the whole subtree."""
         self._cache = None
+        for _, child in self.children():
+            child.clear_cache()
 
     # --- helpers for subclasses --------------------------------------------------
     def _cached(self) -> Any:

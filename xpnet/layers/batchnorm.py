@@ -27,7 +27,9 @@ class BatchNorm2d(Layer):
     """Normalise (N, C, H, W) per channel: batch statistics in training, running ones in evaluation.
 
     Running statistics follow PyTorch: ``r <- (1 - momentum) r + momentum * batch`` with the
-    unbiased batch variance; ``gamma`` starts at 1 and ``beta`` at 0.
+    unbiased batch variance.  The scale ``weight`` (gamma) starts at 1 and the shift ``bias``
+    (beta) at 0; the buffers are ``running_mean``, ``running_var`` and ``num_batches_tracked``
+    (a 0-d int64 counter of training batches), as in ``torch.nn.BatchNorm2d``.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
@@ -41,16 +43,28 @@ class BatchNorm2d(Layer):
         self.eps, self.momentum = float(eps), float(momentum)
         dtype = float_dtype(dtype, self.name)
         C = self.num_features
-        self.gamma = new_parameter((C,), dtype, "gamma", fill=1.0)
-        self.beta = new_parameter((C,), dtype, "beta")
+        self.weight = new_parameter((C,), dtype, "weight", fill=1.0)
+        self.bias = new_parameter((C,), dtype, "bias")
         self.running_mean = new_parameter((C,), dtype, "running_mean", trainable=False)
         self.running_var = new_parameter((C,), dtype, "running_var", fill=1.0, trainable=False)
+        self.num_batches_tracked = new_parameter((), numpy.int64, "num_batches_tracked", trainable=False)
 
-    def variables(self) -> list[Parameter]:
-        return [self.gamma, self.beta, self.running_mean, self.running_var]
+    @property
+    def gamma(self) -> Parameter:
+        """The scale, PyTorch's ``weight``."""
+        return self.weight
+
+    @property
+    def beta(self) -> Parameter:
+        """The shift, PyTorch's ``bias``."""
+        return self.bias
+
+    def own_variables(self) -> list[Parameter]:
+        return [self.weight, self.bias, self.running_mean, self.running_var, self.num_batches_tracked]
 
     def reset_parameters(self, rng: numpy.random.Generator | int | None = None) -> None:
-        for param, fill in ((self.gamma, 1), (self.beta, 0), (self.running_mean, 0), (self.running_var, 1)):
+        for param, fill in ((self.weight, 1), (self.bias, 0), (self.running_mean, 0), (self.running_var, 1),
+                            (self.num_batches_tracked, 0)):
             param.value[...] = fill
 
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -66,7 +80,7 @@ class BatchNorm2d(Layer):
         if train and x.shape[0] * x.shape[2] * x.shape[3] < 2:
             raise ShapeError(f"{self.name} needs more than one value per channel in training, "
                              f"got input shape {tuple(x.shape)}")
-        y, cache = batch_norm2d_forward(x, self.gamma.value, self.beta.value, self.running_mean.value,
+        y, cache = batch_norm2d_forward(x, self.weight.value, self.bias.value, self.running_mean.value,
                                         self.running_var.value, train=train, eps=self.eps)
         if train:
             count = x.shape[0] * x.shape[2] * x.shape[3]
@@ -74,13 +88,14 @@ class BatchNorm2d(Layer):
                                              cache, count, self.momentum)
             self.running_mean.value[...] = mean
             self.running_var.value[...] = var
+            self.num_batches_tracked.value[...] += 1
         self._cache = cache
         return y
 
     def backward(self, dy: Array) -> Array:
         dx, dgamma, dbeta = batch_norm2d_backward(dy, self._cached())
-        self.gamma.grad += dgamma
-        self.beta.grad += dbeta
+        self.weight.grad += dgamma
+        self.bias.grad += dbeta
         return dx
 
     def config(self) -> dict[str, Any]:

@@ -63,7 +63,7 @@ class Conv2d(Layer):
         self.bias = new_parameter((self.out_channels,), dtype, "bias") if bias else None
         self.reset_parameters(seed)
 
-    def variables(self) -> list[Parameter]:
+    def own_variables(self) -> list[Parameter]:
         return [self.weight] + ([self.bias] if self.bias is not None else [])
 
     def reset_parameters(self, rng: numpy.random.Generator | int | None = None) -> None:

@@ -1,0 +1,82 @@
+"""Input validation for fit/evaluate/predict: everything on the host, before any device sees it.
+
+Errors say what was expected and what was received (docs/reliability.md §D): x must hold real
+numbers and fit the model's input; y must match x in length and the loss in kind (class labels
+in range, one-hot rows, or regression targets of the output's shape); NaN and infinity are found
+with their count and first index.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from .backend import to_numpy
+from .errors import DTypeError, ShapeError
+from .losses import LOSSES
+from .model import Network
+
+
+def _first_bad(mask: numpy.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in numpy.unravel_index(int(numpy.argmax(mask)), mask.shape))
+
+
+def check_finite(array: numpy.ndarray, what: str) -> None:
+    """ValueError naming how many NaN/inf values ``array`` holds and where the first one is."""
+    if array.dtype.kind != "f":
+        return
+    for label, mask in (("NaN", numpy.isnan(array)), ("infinity", numpy.isinf(array))):
+        count = int(mask.sum())
+        if count:
+            raise ValueError(f"{what} contains {label} ({count} values; first at index {_first_bad(mask)})")
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int; received {name}={value!r}")
+    return int(value)
+
+
+def check_x(model: Network, x: Any, what: str, finite: bool) -> tuple[numpy.ndarray, tuple[int, ...]]:
+    """(x as a host array, the model's per-sample output shape for it)."""
+    x = to_numpy(x) if not isinstance(x, numpy.ndarray) else x
+    if x.dtype.kind not in "biuf":
+        raise DTypeError(f"{what} must hold real numbers; got dtype {x.dtype}")
+    if x.ndim < 1:
+        raise ShapeError(f"{what}: x must be an array of samples, shape (N, ...); got a scalar {x.item()!r}")
+    if len(x) == 0:
+        raise ValueError(f"{what} got 0 samples")
+    if finite:
+        check_finite(x, f"{what}: input x")
+    return x, model.check_input_shape(x.shape[1:])
+
+
+def check_y(loss_name: str | None, y: Any, n: int, out_shape: tuple[int, ...], dtype: numpy.dtype,
+            what: str) -> numpy.ndarray:
+    """y as a host array of the kind the loss takes (int64 labels, or targets in the model dtype)."""
+    y = to_numpy(y) if not isinstance(y, numpy.ndarray) else y
+    if len(y) != n:
+        raise ValueError(f"{what}: x has {n} samples but y has {len(y)}")
+    if y.dtype.kind not in "biuf":
+        raise DTypeError(f"{what}: y must hold numbers; got dtype {y.dtype}")
+    check_finite(y, f"{what}: y")
+    custom_targets = loss_name not in LOSSES and y.shape[1:] == out_shape and y.dtype.kind == "f"
+    if loss_name in ("mse", "binary_cross_entropy") or custom_targets:
+        if y.shape[1:] != out_shape:
+            raise ShapeError(f"{what}: y has per-sample shape {y.shape[1:]} but the model outputs {out_shape}")
+        return y.astype(dtype, copy=False)
+    classes = out_shape[-1]
+    if y.ndim == 2:
+        if y.shape[1] != classes:
+            raise ShapeError(f"{what}: y has {y.shape[1]} columns but the model outputs {classes} classes")
+        return y.astype(dtype, copy=False)
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise ValueError(f"{what}: labels must be integers of shape (N,) or one-hot (N, {classes}); "
+                         f"got dtype {y.dtype} and shape {y.shape}")
+    bad = (y < 0) | (y >= classes)
+    if bad.any():
+        values = sorted(set(y[bad].tolist()))[:10]
+        raise ValueError(f"{what}: labels must be integers in [0, {classes}); got values {values} "
+                         f"(first at index {int(numpy.argmax(bad))})")
+    return y.astype(numpy.int64, copy=False)
