@@ -96,7 +96,8 @@ def test_imports_point_down_the_layering(name):
 
 def test_ops_never_import_layers_and_layers_never_import_models_or_training():
     higher = ("xpnet.model", "xpnet.models", "xpnet.training", "xpnet.cli", "xpnet.optim", "xpnet.io",
-              "xpnet.data", "xpnet.datasets", "xpnet.callbacks", "xpnet.compare", "xpnet.inputs", "xpnet.model_files")
+              "xpnet.data", "xpnet.datasets", "xpnet.callbacks", "xpnet.compare", "xpnet.inputs", "xpnet.model_files",
+              "xpnet.interop")
     for name in RULED:
         for imported in xpnet_imports(name):
             assert not (_in(name, "xpnet.ops") and _in(imported, "xpnet.layers")), (name, imported)

@@ -24,6 +24,7 @@ from .compare import format_table, parse_config, plot_losses
 from .errors import XpnetError
 from .io import check_writable
 from .models import MODELS
+from .training import load
 
 EXIT_USAGE, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
 DEFAULT_EPOCHS = {"lenet5": 16, "resnet": 8, "mobilenet": 8}
@@ -238,15 +239,47 @@ def info(_: argparse.Namespace) -> int:
     return 0
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W as positive integers, got {text!r}")
+    return shape
+
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a saved model for inference (ONNX: OUT.onnx)")
+    p.add_argument("model", type=Path, help="a saved .xpnet model file")
+    p.add_argument("out", type=Path, help="the file to write; the format comes from its suffix (.onnx)")
+    p.add_argument("--input-shape", type=_shape, default=(1, 28, 28),
+                   help="per-sample input shape C,H,W (default 1,28,28); the batch stays dynamic")
+
+
+def export(args: argparse.Namespace) -> int:
+    """Load a model file and export it; 2 with one line on any bad input."""
+    try:
+        check_writable(args.out)
+        model = load(args.model)
+        model.export(args.out, args.input_shape)
+    except (OSError, ValueError, ImportError, NotImplementedError, XpnetError) as exc:
+        print(f"xpnet export: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"saved {args.out} (ONNX opset 17, input (N, {', '.join(map(str, args.input_shape))}))")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xpnet", description="xpnet command line")
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _compare_parser(sub)
+    _export_parser(sub)
     sub.add_parser("info", help="versions of xpnet, numpy, cupy, the BLAS, and the devices")
     args = parser.parse_args(argv)
-    return {"train": train, "compare": compare, "info": info}[args.command](args)
+    return {"train": train, "compare": compare, "export": export, "info": info}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy
 
-from . import model_files
+from . import interop, model_files
 from .backend import Array, Device, to_device, to_numpy
 from .callbacks import Callback, History
 from .errors import ModelFileError, NonFiniteError
@@ -282,11 +282,30 @@ class Sequential(Network):
                 "iterations": self.optimizer.iterations, "lr_scale": self.optimizer.lr_scale,
                 "epoch": self.epoch, "rng": self.rng.bit_generator.state, "layer_rngs": generators}
 
+    def save_weights(self, path: str | Path) -> None:
+        """Write the parameters and buffers: a ``.safetensors`` file (state_dict names; PyTorch's
+        ``safetensors.torch.load_file`` reads it) or, for any other suffix, an xpnet model file."""
+        if Path(path).suffix == ".safetensors":
+            interop.save_safetensors(self, path)
+        else:
+            model_files.write(self, path)
+
     def load_weights(self, path: str | Path) -> Sequential:
-        """Load parameters and buffers from a model file into this model (same architecture);
-        all-or-nothing."""
-        model_files.assign(self, Path(path), model_files.read(path).model_arrays())
+        """Load parameters and buffers into this model (same architecture) from a ``.safetensors``
+        file or an xpnet model file; every name and shape is checked first: all or nothing."""
+        if Path(path).suffix == ".safetensors":
+            interop.load_safetensors(self, path)
+        else:
+            model_files.assign(self, Path(path), model_files.read(path).model_arrays())
         return self
+
+    def export(self, path: str | Path, input_shape: tuple[int, ...]) -> None:
+        """Export for inference; the format comes from the suffix: ``.onnx`` (opset 17, dynamic
+        batch, weights named by state_dict keys; see :mod:`xpnet.interop.onnx_export`)."""
+        if Path(path).suffix != ".onnx":
+            raise ValueError(f"export({str(path)!r}): unknown format {Path(path).suffix or '(no suffix)'!r}; "
+                             "supported: .onnx")
+        interop.export_onnx(self, path, input_shape)
 
 
 def load(path: str | Path, device: str | Device = "cpu") -> Sequential:
