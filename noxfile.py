@@ -18,11 +18,13 @@ def tests_gpu(session: nox.Session) -> None:
 
     With a usable GPU the `xp` fixture adds its cupy parameter (marked `gpu`), and the parity
     tests (tests/test_parity.py) and `xpnet compare` compare the CPU with the GPU instead of
-    with the strict test backend, so the whole suite runs, not only `-m gpu`.
+    with the strict test backend, so the whole suite runs, not only `-m gpu`.  XPNET_REQUIRE_GPU=1
+    makes a missing GPU fail the run.  On a GPU machine without network (no nox, no pip), run
+    `python -m benchmarks.gpu_acceptance --out DIR` instead.
     """
     extra = "cuda13" if "--cuda13" in session.posargs else "cuda12"
     session.install("-e", f".[test,{extra}]")
-    session.run("pytest", *[a for a in session.posargs if a != "--cuda13"])
+    session.run("pytest", *[a for a in session.posargs if a != "--cuda13"], env={"XPNET_REQUIRE_GPU": "1"})
 
 
 @nox.session
