@@ -26,9 +26,10 @@ def test_readme_tour_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "Total params: 61,706" in out and "'accuracy'" in out
     assert (tmp_path / "lenet.xpnet").is_file()
-    assert namespace["probabilities"].shape == (256, 10)
+    probabilities = namespace["probabilities"]
+    assert probabilities.shape == (256, 10) and numpy.allclose(probabilities.sum(axis=1), 1, rtol=1e-5)
     # bit-exact: the reloaded model repeats predict's ops on the same shapes (save/load round trip)
-    assert numpy.array_equal(namespace["model"].predict(namespace["x_test"]), namespace["probabilities"])
+    assert numpy.array_equal(namespace["model"].predict(namespace["x_test"]), namespace["logits"])
 
 
 def test_readme_layer_tree_example_runs(capsys):

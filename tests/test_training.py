@@ -504,8 +504,10 @@ BAD_DATA = [
     ("labels out of range", lambda: (_x(), _bad_labels()), ValueError,
      r"labels must be integers in \[0, 10\); got values \[-1, 10\] \(first at index 1\)"),
     ("labels too big", lambda: (_x(), numpy.full(8, 12)), ValueError, r"got values \[12\] \(first at index 0\)"),
-    ("float labels", lambda: (_x(), _y().astype(numpy.float32)), ValueError,
-     r"labels must be integers of shape \(N,\) or one-hot \(N, 10\); got dtype float32"),
+    ("fractional float labels", lambda: (_x(), _y().astype(numpy.float32) + 0.5), ValueError,
+     r"float labels must be whole numbers in \[0, 10\); got \d\.5 at index 0"),
+    ("labels of another rank", lambda: (_x(), _y()[:, None, None]), ValueError,
+     r"labels must be integers of shape \(N,\) or one-hot \(N, 10\); got dtype int64 and shape \(8, 1, 1\)"),
     ("one-hot width", lambda: (_x(), numpy.eye(5, dtype=numpy.float32)[_y() % 5]), xpnet.ShapeError,
      r"y has 5 columns but the model outputs 10 classes"),
     ("3-D labels", lambda: (_x(), numpy.zeros((8, 10, 1), numpy.int64)), ValueError, r"labels must be integers"),
@@ -652,3 +654,30 @@ def test_custom_loss_takes_integer_labels_or_targets_shaped_like_the_output(devi
         model.fit(x, y + 10, epochs=1, batch_size=32, verbose=0)
     onehot = numpy.eye(10, dtype=numpy.float32)[y]
     assert numpy.isfinite(model.fit(x, onehot, epochs=1, batch_size=32, verbose=0)["loss"][0])
+
+
+def test_predict_proba_and_predict_classes():
+    x, _ = train_slice(16)
+    model = tiny()
+    logits = model.predict(x)
+    proba = model.predict_proba(x)
+    assert proba.shape == logits.shape and proba.dtype == logits.dtype
+    numpy.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    numpy.testing.assert_array_equal(model.predict_classes(x), logits.argmax(axis=1))
+    assert model.predict_classes(x).dtype == numpy.int64
+    with_softmax = xpnet.Sequential(*tiny().layers, L.Softmax(), seed=0)  # already probabilities: unchanged
+    numpy.testing.assert_array_equal(with_softmax.predict_proba(x), with_softmax.predict(x))
+
+
+def test_whole_number_float_labels_are_accepted_and_others_refused():
+    x, y = train_slice(32)
+    a, b = tiny(seed=0), tiny(seed=0)
+    ha = a.fit(x, y, epochs=1, batch_size=16, verbose=0, shuffle=False)
+    hb = b.fit(x, y.astype(float), epochs=1, batch_size=16, verbose=0, shuffle=False)
+    assert ha.history["loss"] == hb.history["loss"]  # the same computation: bit-exact
+    for bad, shown in ((2.5, "2.5"), (10.0, "10.0"), (-1.0, "-1.0")):
+        labels = y.astype(float)
+        labels[3] = bad
+        with pytest.raises(ValueError, match=rf"float labels must be whole numbers in \[0, 10\); got .*{shown} at "
+                                             r"index 3"):
+            tiny().fit(x, labels, verbose=0)

@@ -32,6 +32,16 @@ def check_finite(array: numpy.ndarray, what: str) -> None:
             raise ValueError(f"{what} contains {label} ({count} values; first at index {_first_bad(mask)})")
 
 
+def _whole_labels(y: numpy.ndarray, classes: int, what: str) -> numpy.ndarray:
+    """Float labels as int64 when every value is a whole number in [0, classes) (``y.astype(float)``)."""
+    bad = (y != numpy.round(y)) | (y < 0) | (y >= classes)
+    if bad.any():
+        index = int(numpy.argmax(bad))
+        raise ValueError(f"{what}: float labels must be whole numbers in [0, {classes}); got {float(y[index])!r} "
+                         f"at index {index}")
+    return y.astype(numpy.int64)
+
+
 def check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, numpy.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive int; received {name}={value!r}")
@@ -67,6 +77,8 @@ def check_y(loss_name: str | None, y: Any, n: int, out_shape: tuple[int, ...], d
             raise ShapeError(f"{what}: y has per-sample shape {y.shape[1:]} but the model outputs {out_shape}")
         return y.astype(dtype, copy=False)
     classes = out_shape[-1]
+    if y.ndim == 1 and y.dtype.kind == "f":
+        y = _whole_labels(y, classes, what)
     if y.ndim == 2:
         if y.shape[1] != classes:
             raise ShapeError(f"{what}: y has {y.shape[1]} columns but the model outputs {classes} classes")

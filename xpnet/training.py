@@ -22,7 +22,7 @@ from .backend import Array, Device, to_device, to_numpy
 from .callbacks import Callback, History
 from .errors import ModelFileError, NonFiniteError
 from .inputs import check_positive_int, check_x, check_y
-from .layers import Layer
+from .layers import Layer, Softmax
 from .losses import get_loss, get_metric
 from .model import Network
 from .optim import Optimizer, get_optimizer, optimizer_from_config
@@ -244,7 +244,9 @@ class Sequential(Network):
         return logs
 
     def predict(self, x: Any, batch_size: int = 256) -> numpy.ndarray:
-        """Model outputs for x, computed in batches in evaluation mode, returned as a host array."""
+        """The last layer's outputs for x (logits for every built-in model), computed in batches in
+        evaluation mode and returned as a host array; see :meth:`predict_proba` and
+        :meth:`predict_classes` for class probabilities and labels."""
         batch_size = check_positive_int(batch_size, "batch_size")
         x, _ = check_x(self, x, "predict", finite=True)
         self.eval()
@@ -252,6 +254,20 @@ class Sequential(Network):
                    for s in range(0, len(x), batch_size)]
         self.clear_cache()
         return numpy.concatenate(outputs)
+
+    def predict_proba(self, x: Any, batch_size: int = 256) -> numpy.ndarray:
+        """Class probabilities (N, K): the softmax of :meth:`predict`'s outputs (computed in float64
+        with the maximum subtracted), or the outputs themselves when the model ends in a Softmax."""
+        out = self.predict(x, batch_size)
+        if isinstance(self.layers[-1], Softmax):
+            return out
+        shifted = out.astype(numpy.float64) - out.max(axis=-1, keepdims=True)
+        e = numpy.exp(shifted)
+        return (e / e.sum(axis=-1, keepdims=True)).astype(out.dtype)
+
+    def predict_classes(self, x: Any, batch_size: int = 256) -> numpy.ndarray:
+        """Predicted class labels (N,) as int64: the arg-max of :meth:`predict`'s outputs."""
+        return self.predict(x, batch_size).argmax(axis=-1).astype(numpy.int64)
 
     # --- files --------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
