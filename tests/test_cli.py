@@ -143,3 +143,15 @@ def test_train_other_models_writes_a_loadable_tree(model, title, tmp_path, small
     assert f"Training {title} on 600 images" in out and "1 epochs, batch 64" in out
     loaded = xpnet.load(tmp_path / f"{model}.xpnet")
     assert any(layer.children() for layer in loaded.layers)  # a tree, not a flat list
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "export"])
+def test_every_option_says_what_it_does_and_its_default(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    body = text.split("options:", 1)[1]
+    options = re.findall(r"(--[a-z-]+)", body)
+    for option in sorted(set(options) - {"--help", "--no-resync"}):
+        after = body.split(f"{option} ", 1)[1][:220]
+        assert "default" in after, f"{command} {option}: {after}"

@@ -69,17 +69,20 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help=f"default: {', '.join(f'{k} {v}' for k, v in DEFAULT_EPOCHS.items())}")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per training step (default 64)")
     p.add_argument("--lr", type=_positive_float, default=2e-3,
                    help="peak Adam learning rate, cosine-decayed to 0 over the run (default 2e-3)")
     p.add_argument("--shift", type=_non_negative_int, default=2,
                    help="random translation of training images by up to this many pixels (0: off; default 2)")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
-    p.add_argument("--data", type=Path, default=None, help="folder with the four MNIST IDX files")
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seed of the initial weights, shuffling and shifts (default 0)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder with the four MNIST IDX files (default: the built-in subset)")
     p.add_argument("--out", type=Path, default=None, help="model file to write (default: MODEL.xpnet)")
     p.add_argument("--plot", type=Path, default=None,
                    help="PNG of the curves (default: next to --out, when matplotlib is installed)")
-    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                   help="0 silent, 1 a progress bar per epoch, 2 one line per epoch (default 1)")
 
 
 def _usage_error(exc: Exception) -> int:
@@ -176,16 +179,19 @@ def _compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--b", type=_config, default="auto",
                    help="DEVICE[:DTYPE], the reference; auto = cuda:float32 with a usable GPU, else cpu:float64")
     p.add_argument("--steps", type=_positive_int, default=100, help="SGD steps (default 100)")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per SGD step (default 32)")
     p.add_argument("--lr", type=_positive_float, default=0.05, help="SGD learning rate (default 0.05)")
-    p.add_argument("--train-images", type=_positive_int, default=2048)
-    p.add_argument("--test-images", type=_positive_int, default=1000)
-    p.add_argument("--seed", type=_non_negative_int, default=0)
-    p.add_argument("--data", type=Path, default=None, help="folder with the four MNIST IDX files")
+    p.add_argument("--train-images", type=_positive_int, default=2048,
+                   help="training images the steps draw from (default 2048)")
+    p.add_argument("--test-images", type=_positive_int, default=1000,
+                   help="held-out images whose predictions are compared (default 1000)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the weights and batches (default 0)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder with the four MNIST IDX files (default: the built-in subset)")
     p.add_argument("--no-resync", dest="resync", action="store_false",
                    help="let the runs drift apart after a tie is broken differently (see xpnet.compare)")
-    p.add_argument("--json", type=Path, default=None, help="write the full report as JSON")
-    p.add_argument("--plot", type=Path, default=None, help="PNG of the two loss curves (needs matplotlib)")
+    p.add_argument("--json", type=Path, default=None, help="write the full report as JSON to this file (default: none)")
+    p.add_argument("--plot", type=Path, default=None, help="PNG of the loss curves (needs matplotlib; default: none)")
 
 
 def compare(args: argparse.Namespace) -> int:
