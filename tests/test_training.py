@@ -299,6 +299,7 @@ def test_predict_returns_host_array_equal_to_forward_in_batches(device):
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int32", "int64", "float64", "bool"])
+@pytest.mark.filterwarnings("ignore:.*x is uint8 with values up to:RuntimeWarning")  # checked below
 def test_inputs_of_any_real_dtype_are_cast(device, dtype):
     (_, _), (raw, labels) = xpnet.datasets.load_mnist(dtype="uint8")
     xr = raw[:64] if dtype != "bool" else raw[:64] > 127
@@ -681,3 +682,32 @@ def test_whole_number_float_labels_are_accepted_and_others_refused():
         with pytest.raises(ValueError, match=rf"float labels must be whole numbers in \[0, 10\); got .*{shown} at "
                                              r"index 3"):
             tiny().fit(x, labels, verbose=0)
+
+
+def test_uint8_images_above_one_warn_that_they_are_not_scaled():
+    (_, _), (raw, _) = xpnet.datasets.load_mnist(dtype="uint8")
+    model = tiny()
+    with pytest.warns(RuntimeWarning, match=r"predict: x is uint8 with values up to 255; it is cast to float "
+                                            r"without scaling \(divide by 255"):
+        model.predict(raw[:4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict((raw[:4] > 127).astype(numpy.uint8))  # 0/1 masks are fine as they are
+
+
+def test_one_unbatched_sample_gives_one_unbatched_result():
+    x, _ = train_slice(3)
+    model = tiny()
+    batch = model.predict(x)
+    one = model.predict(x[1])  # (1, 28, 28): one sample, as torch's conv layers accept
+    assert one.shape == (10,)
+    assert_blas_close(one, batch[1], reduction_length=25 + 144)  # batch 1 against 3: other GEMM shapes
+    assert model.predict_classes(x[1]) == batch[1].argmax() and model.predict_proba(x[1]).shape == (10,)
+
+
+@pytest.mark.parametrize("shape, received", [((28, 28), r"x has shape \(28, 28\) \(28 samples\)"),
+                                             ((2, 3, 28, 28), r"x has shape \(2, 3, 28, 28\) \(2 samples\)")])
+def test_a_misshapen_input_names_the_expected_sample_shape_and_the_whole_shape(shape, received):
+    with pytest.raises(xpnet.ShapeError, match=received + r", the model takes samples of shape \(1, H, W\) \(give a "
+                                               r"batch \(N, \*sample\), or one sample\)"):
+        tiny().predict(numpy.zeros(shape, numpy.float32))

@@ -8,6 +8,7 @@ with their count and first index.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy
@@ -48,18 +49,43 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def is_one_sample(model: Network, x: Any) -> bool:
+    """True when ``x`` is one unbatched sample: its rank is that of the model's samples
+    (``(1, 28, 28)`` for a convolutional model, ``(400,)`` for a linear one), as PyTorch's layers
+    accept."""
+    expected = model.sample_shape()  # e.g. "(1, H, W)": rank 3
+    rank = None if expected is None else len([part for part in expected.strip("()").split(",") if part.strip()])
+    return rank is not None and getattr(x, "ndim", None) == rank
+
+
+def warn_unscaled_uint8(x: numpy.ndarray, what: str) -> None:
+    """One warning when uint8 images in 0..255 are about to be used without scaling to [0, 1]."""
+    if x.dtype == numpy.uint8 and x.size and int(x.max()) > 1:
+        warnings.warn(f"{what}: x is uint8 with values up to {int(x.max())}; it is cast to float without "
+                      "scaling (divide by 255 for images in [0, 1], as the built-in data are)",
+                      RuntimeWarning, stacklevel=4)
+
+
 def check_x(model: Network, x: Any, what: str, finite: bool) -> tuple[numpy.ndarray, tuple[int, ...]]:
     """(x as a host array, the model's per-sample output shape for it)."""
     x = to_numpy(x) if not isinstance(x, numpy.ndarray) else x
     if x.dtype.kind not in "biuf":
         raise DTypeError(f"{what} must hold real numbers; got dtype {x.dtype}")
+    warn_unscaled_uint8(x, what)
     if x.ndim < 1:
         raise ShapeError(f"{what}: x must be an array of samples, shape (N, ...); got a scalar {x.item()!r}")
     if len(x) == 0:
         raise ValueError(f"{what} got 0 samples")
     if finite:
         check_finite(x, f"{what}: input x")
-    return x, model.check_input_shape(x.shape[1:])
+    try:
+        return x, model.output_shape(x.shape[1:])
+    except ShapeError as exc:
+        expected = model.sample_shape() or "?"
+        one = ", or one sample" if what == "predict" else ""
+        raise ShapeError(f"{what}: input samples of shape {tuple(x.shape[1:])} do not fit the model: x has shape "
+                         f"{tuple(x.shape)} ({len(x)} samples), the model takes samples of shape {expected} (give a "
+                         f"batch (N, *sample){one}); {exc}") from None
 
 
 def check_y(loss_name: str | None, y: Any, n: int, out_shape: tuple[int, ...], dtype: numpy.dtype,

@@ -260,12 +260,23 @@ class Network:
             print_fn(text)
         return text
 
+    def sample_shape(self) -> str | None:
+        """The per-sample input shape the model takes, as text ("(1, H, W)"), from its first layer
+        that constrains it; None when no layer does."""
+        for _, layer in self.root.named_layers():
+            if not layer.children() and layer.sample_shape() is not None:
+                return layer.sample_shape()
+        return None
+
     def check_input_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The per-sample output shape, or a ShapeError that says the input does not fit."""
         try:
             return self.output_shape(sample_shape)
         except ShapeError as exc:
-            raise ShapeError(f"input samples of shape {tuple(sample_shape)} do not fit the model: {exc}") from None
+            expected = self.sample_shape()
+            wanted = f"the model takes samples of shape {expected}; " if expected else ""
+            raise ShapeError(f"input samples of shape {tuple(sample_shape)} do not fit the model ({wanted}{exc})") \
+                from None
 
 
 def _summary_rows(container: Layer, shape: tuple[int, ...], depth: int, rows: list) -> tuple[int, ...]:

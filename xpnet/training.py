@@ -21,7 +21,7 @@ from . import interop, model_files
 from .backend import Array, Device, to_device, to_numpy
 from .callbacks import Callback, History
 from .errors import ModelFileError, NonFiniteError
-from .inputs import check_positive_int, check_x, check_y
+from .inputs import check_positive_int, check_x, check_y, is_one_sample
 from .layers import Layer, Softmax
 from .losses import get_loss, get_metric
 from .model import Network
@@ -246,8 +246,14 @@ class Sequential(Network):
     def predict(self, x: Any, batch_size: int = 256) -> numpy.ndarray:
         """The last layer's outputs for x (logits for every built-in model), computed in batches in
         evaluation mode and returned as a host array; see :meth:`predict_proba` and
-        :meth:`predict_classes` for class probabilities and labels."""
+        :meth:`predict_classes` for class probabilities and labels.
+
+        One unbatched sample (``(1, 28, 28)`` for LeNet-5) gives one unbatched result (``(10,)``),
+        as PyTorch's layers do; uint8 input above 1 draws a warning (it is not scaled).
+        """
         batch_size = check_positive_int(batch_size, "batch_size")
+        if is_one_sample(self, x):
+            return self.predict(to_numpy(x)[None], batch_size)[0]  # (C, H, W) -> (1, C, H, W) and back
         x, _ = check_x(self, x, "predict", finite=True)
         self.eval()
         outputs = [to_numpy(self.forward(self._to_model(x[s:s + batch_size]), train=False))

@@ -191,6 +191,11 @@ class Layer:
         """Per-sample output shape for a per-sample input shape (no batch axis)."""
         return tuple(input_shape)
 
+    def sample_shape(self) -> str | None:
+        """The per-sample input shape this layer takes, as text ("(1, H, W)", "(400,)"), or None
+        when it takes any (activations, Flatten, containers: their first child decides)."""
+        return None
+
     def config(self) -> dict[str, Any]:
         """Constructor arguments as plain data (for summaries and model files)."""
         return {}

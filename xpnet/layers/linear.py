@@ -34,6 +34,9 @@ class Linear(Layer):
         self.bias = new_parameter((self.out_features,), dtype, "bias") if bias else None
         self.reset_parameters(seed)
 
+    def sample_shape(self) -> str:
+        return f"({self.in_features},)"
+
     def own_variables(self) -> list[Parameter]:
         return [self.weight] + ([self.bias] if self.bias is not None else [])
 

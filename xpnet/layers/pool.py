@@ -12,6 +12,9 @@ from .base import Layer, Shape
 
 
 class _Pool2d(Layer):
+    def sample_shape(self) -> str:
+        return "(C, H, W)"
+
     """Shared geometry and checks of the windowed pooling layers."""
 
     _forward = staticmethod(P.max_pool2d_forward)
@@ -82,6 +85,9 @@ class AvgPool2d(_Pool2d):
 
 
 class GlobalAvgPool2d(Layer):
+    def sample_shape(self) -> str:
+        return "(C, H, W)"
+
     """Mean over H and W: (N, C, H, W) -> (N, C), or (N, C, 1, 1) with ``keepdims``."""
 
     def __init__(self, keepdims: bool = False, name: str | None = None) -> None:
