@@ -3,6 +3,7 @@ docs/how-it-works.md agrees with the code: its shape table matches summary(), it
 and its Python blocks run."""
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -21,8 +22,11 @@ DOC = ROOT / "docs" / "how-it-works.md"
 
 
 def run_script(*args, timeout=120):
+    """Run a script with this checkout's xpnet first on the path (as pytest's pythonpath does for the
+    tests), installed or not."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 def load_example(name):
