@@ -16,7 +16,7 @@ import numpy
 from .backend import to_numpy
 from .errors import DTypeError, ShapeError
 from .losses import LOSSES
-from .model import Network
+from .model import Network, describe_sample_shape
 
 
 def _first_bad(mask: numpy.ndarray) -> tuple[int, ...]:
@@ -53,9 +53,8 @@ def is_one_sample(model: Network, x: Any) -> bool:
     """True when ``x`` is one unbatched sample: its rank is that of the model's samples
     (``(1, 28, 28)`` for a convolutional model, ``(400,)`` for a linear one), as PyTorch's layers
     accept."""
-    expected = model.sample_shape()  # e.g. "(1, H, W)": rank 3
-    rank = None if expected is None else len([part for part in expected.strip("()").split(",") if part.strip()])
-    return rank is not None and getattr(x, "ndim", None) == rank
+    expected = model.sample_shape()  # e.g. (1, None, None): rank 3
+    return expected is not None and getattr(x, "ndim", None) == len(expected)
 
 
 def warn_unscaled_uint8(x: numpy.ndarray, what: str) -> None:
@@ -81,7 +80,8 @@ def check_x(model: Network, x: Any, what: str, finite: bool) -> tuple[numpy.ndar
     try:
         return x, model.output_shape(x.shape[1:])
     except ShapeError as exc:
-        expected = model.sample_shape() or "?"
+        expected = model.sample_shape()
+        expected = "?" if expected is None else describe_sample_shape(expected)
         one = ", or one sample" if what == "predict" else ""
         raise ShapeError(f"{what}: input samples of shape {tuple(x.shape[1:])} do not fit the model: x has shape "
                          f"{tuple(x.shape)} ({len(x)} samples), the model takes samples of shape {expected} (give a "

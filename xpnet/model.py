@@ -53,6 +53,13 @@ def name_layers(layers: list[Layer]) -> None:
             seen[base] = count + 1
 
 
+def describe_sample_shape(shape: tuple[int | None, ...]) -> str:
+    """(1, None, None) as "(1, H, W)", (None, None, None) as "(C, H, W)", (400,) as "(400,)"."""
+    names = ("C", "H", "W") if len(shape) == 3 else tuple(f"d{i}" for i in range(len(shape)))
+    parts = [name if size is None else str(size) for name, size in zip(names, shape)]
+    return f"({parts[0]},)" if len(parts) == 1 else f"({', '.join(parts)})"
+
+
 class IncompatibleKeys(NamedTuple):
     """What ``load_state_dict(strict=False)`` did not match (PyTorch's ``_IncompatibleKeys``)."""
 
@@ -220,10 +227,14 @@ class Network:
     __call__ = forward
 
     def _first_array(self) -> Array | None:
-        """Any one array of the model (enough to know its device)."""
-        for _, layer in self.root.named_layers():
-            for variable in layer.own_variables():
-                return variable.value
+        """Any one array of the model (enough to know its device), found without walking the whole tree."""
+        pending = [self.root]
+        while pending:
+            layer = pending.pop()
+            own = layer.own_variables()
+            if own:
+                return own[0].value
+            pending.extend(child for _, child in reversed(layer.children()))
         return None
 
     def backward(self, dy: Array) -> Array | None:
@@ -260,9 +271,9 @@ class Network:
             print_fn(text)
         return text
 
-    def sample_shape(self) -> str | None:
-        """The per-sample input shape the model takes, as text ("(1, H, W)"), from its first layer
-        that constrains it; None when no layer does."""
+    def sample_shape(self) -> tuple[int | None, ...] | None:
+        """The per-sample input shape the model takes ((1, None, None): 1 channel, any H and W), from
+        its first layer that constrains it; None when no layer does."""
         for _, layer in self.root.named_layers():
             if not layer.children() and layer.sample_shape() is not None:
                 return layer.sample_shape()
@@ -274,7 +285,7 @@ class Network:
             return self.output_shape(sample_shape)
         except ShapeError as exc:
             expected = self.sample_shape()
-            wanted = f"the model takes samples of shape {expected}; " if expected else ""
+            wanted = f"the model takes samples of shape {describe_sample_shape(expected)}; " if expected else ""
             raise ShapeError(f"input samples of shape {tuple(sample_shape)} do not fit the model ({wanted}{exc})") \
                 from None
 

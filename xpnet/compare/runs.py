@@ -194,10 +194,12 @@ def _check_batch(template: _Template, configs: Sequence[Config], x: numpy.ndarra
     candidates and their tie-breaks; when every candidate has some, the one with the fewest.
     """
     candidates, skipped, best = len(order) // batch_size, [], None
+    names = None
     for k in range(min(CHECK_CANDIDATES, candidates)):
         index = order[k * batch_size:(k + 1) * batch_size]
-        batches = [_one_batch(template.build(c), c, x[index], y[index], loss_fn) for c in configs]
-        names = [leaf_label(path, layer) for path, layer in leaves(template.build(configs[0]))]
+        models = [template.build(c) for c in configs]
+        names = names or [leaf_label(path, layer) for path, layer in leaves(models[0])]
+        batches = [_one_batch(model, c, x[index], y[index], loss_fn) for model, c in zip(models, configs)]
         breaks = _tie_breaks(names, *(_zero_patterns(b["outputs"], b["input_grads"]) for b in batches))
         if not breaks:
             return k + 1, batches, skipped

@@ -33,7 +33,7 @@ def save_safetensors(model: Any, path: str | Path) -> None:
     """Write the model's state_dict to ``path`` (C-contiguous little-endian arrays, atomically)."""
     api = _numpy_api()
     real = check_writable(path)
-    arrays = {k: numpy.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<")) if v.ndim else v
+    arrays = {k: numpy.require(v, dtype=v.dtype.newbyteorder("<"), requirements="C")  # 0-d stays 0-d
               for k, v in model.state_dict().items()}
     tmp = real.parent / f".{real.name}.{os.getpid()}.safetensors-tmp"
     try:

@@ -137,8 +137,9 @@ class Layer:
         return [v for v in self.variables() if not v.trainable]
 
     def variables(self) -> list[Parameter]:
-        """Every array of the layer and its descendants, in the order of :meth:`named_variables`."""
-        return [v for _, v in self.named_variables()]
+        """Every array of the layer and its descendants, in the order of :meth:`named_variables`
+        (without building the names: layers ask for it on every forward, through ``dtype``)."""
+        return self.own_variables() + [v for _, child in self.children() for v in child.variables()]
 
     def num_parameters(self) -> int:
         """Number of trainable values (what a summary prints)."""
@@ -191,9 +192,10 @@ class Layer:
         """Per-sample output shape for a per-sample input shape (no batch axis)."""
         return tuple(input_shape)
 
-    def sample_shape(self) -> str | None:
-        """The per-sample input shape this layer takes, as text ("(1, H, W)", "(400,)"), or None
-        when it takes any (activations, Flatten, containers: their first child decides)."""
+    def sample_shape(self) -> tuple[int | None, ...] | None:
+        """The per-sample input shape this layer takes, None for a free size ((1, None, None) for a
+        convolution of one input channel, (400,) for a linear layer), or None when it takes any
+        (activations, Flatten, containers: their first child decides)."""
         return None
 
     def config(self) -> dict[str, Any]:

@@ -59,8 +59,8 @@ class BatchNorm2d(Layer):
         """The shift, PyTorch's ``bias``."""
         return self.bias
 
-    def sample_shape(self) -> str:
-        return f"({self.num_features}, H, W)"
+    def sample_shape(self) -> tuple[int | None, ...]:
+        return (self.num_features, None, None)
 
     def own_variables(self) -> list[Parameter]:
         return [self.weight, self.bias, self.running_mean, self.running_var, self.num_batches_tracked]

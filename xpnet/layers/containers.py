@@ -33,6 +33,11 @@ def add_gradients(total: Array, part: Array, upstream: Array) -> Array:
     return total
 
 
+def _forward(child: Layer, x: Array, train: bool) -> Array:
+    """A child's forward inside a container whose input was checked: nested containers skip their check."""
+    return child._run(x, train) if isinstance(child, Container) else child.forward(x, train=train)
+
+
 def _expect_names(cls: type, children: list[tuple[str, Layer]], names: list[str]) -> list[Layer]:
     """The layers of ``children`` (from a model file), whose names must be ``names``."""
     given = [name for name, _ in children]
@@ -50,7 +55,17 @@ def _check_children(who: str, layers: tuple[Any, ...]) -> list[Layer]:
 
 class Container(Layer):
     """A layer whose children are layers.  Its input is checked whole before any child runs
-    (dtype, and every child's shape through ``output_shape``), so a bad input changes nothing."""
+    (dtype, and every child's shape through ``output_shape``), so a bad input changes nothing.
+    The check is made once, by the container called from outside: nested containers run
+    unchecked (``_run``), their parent's check having covered them."""
+
+    def forward(self, x: Array, train: bool = False) -> Array:
+        self._check_input(x)
+        return self._run(x, train)
+
+    def _run(self, x: Array, train: bool) -> Array:
+        """The forward pass on an input already checked."""
+        raise NotImplementedError
 
     def _check_input(self, x: Array) -> None:
         if x.dtype.kind != "f":
@@ -94,10 +109,9 @@ class Sequential(Container):
             shape = layer.output_shape(shape)
         return shape
 
-    def forward(self, x: Array, train: bool = False) -> Array:
-        self._check_input(x)
+    def _run(self, x: Array, train: bool) -> Array:
         for layer in self.layers:
-            x = layer.forward(x, train=train)
+            x = _forward(layer, x, train)
         self._cache = True
         return x
 
@@ -137,10 +151,9 @@ class Residual(Container):
                              "they must match to be added (give a shortcut that maps the input to the body's shape)")
         return body
 
-    def forward(self, x: Array, train: bool = False) -> Array:
-        self._check_input(x)
-        y = self.body.forward(x, train=train)
-        short = x if self.shortcut is None else self.shortcut.forward(x, train=train)
+    def _run(self, x: Array, train: bool) -> Array:
+        y = _forward(self.body, x, train)
+        short = x if self.shortcut is None else _forward(self.shortcut, x, train)
         self._cache = True
         return y + short
 
@@ -184,9 +197,8 @@ class Concat(Container):
                                  f"they must agree on every axis but {self.axis} to be concatenated")
         return first[:k] + (sum(shape[k] for shape in shapes),) + first[k + 1:]
 
-    def forward(self, x: Array, train: bool = False) -> Array:
-        self._check_input(x)
-        outputs = [branch.forward(x, train=train) for branch in self.branches]
+    def _run(self, x: Array, train: bool) -> Array:
+        outputs = [_forward(branch, x, train) for branch in self.branches]
         self._cache = [o.shape[self.axis] for o in outputs]
         return get_xp(*outputs).concatenate(outputs, axis=self.axis)
 

@@ -63,8 +63,8 @@ class Conv2d(Layer):
         self.bias = new_parameter((self.out_channels,), dtype, "bias") if bias else None
         self.reset_parameters(seed)
 
-    def sample_shape(self) -> str:
-        return f"({self.in_channels}, H, W)"
+    def sample_shape(self) -> tuple[int | None, ...]:
+        return (self.in_channels, None, None)
 
     def own_variables(self) -> list[Parameter]:
         return [self.weight] + ([self.bias] if self.bias is not None else [])

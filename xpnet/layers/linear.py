@@ -34,8 +34,8 @@ class Linear(Layer):
         self.bias = new_parameter((self.out_features,), dtype, "bias") if bias else None
         self.reset_parameters(seed)
 
-    def sample_shape(self) -> str:
-        return f"({self.in_features},)"
+    def sample_shape(self) -> tuple[int | None, ...]:
+        return (self.in_features,)
 
     def own_variables(self) -> list[Parameter]:
         return [self.weight] + ([self.bias] if self.bias is not None else [])

@@ -12,8 +12,8 @@ from .base import Layer, Shape
 
 
 class _Pool2d(Layer):
-    def sample_shape(self) -> str:
-        return "(C, H, W)"
+    def sample_shape(self) -> tuple[int | None, ...]:
+        return (None, None, None)
 
     """Shared geometry and checks of the windowed pooling layers."""
 
@@ -85,8 +85,8 @@ class AvgPool2d(_Pool2d):
 
 
 class GlobalAvgPool2d(Layer):
-    def sample_shape(self) -> str:
-        return "(C, H, W)"
+    def sample_shape(self) -> tuple[int | None, ...]:
+        return (None, None, None)
 
     """Mean over H and W: (N, C, H, W) -> (N, C), or (N, C, 1, 1) with ``keepdims``."""
 
