@@ -59,6 +59,8 @@ def disturbed(case: dict[str, Any], cpus: int) -> bool:
 
 
 def ratio_cell(case: dict[str, Any], cpus: int = 1) -> str:
+    if case.get("efficiency") is not None:  # the data-parallel case: 2-rank images/s over twice 1 process's
+        return f"scaling efficiency **{case['efficiency']:.2f}**" + (" ⚠" if disturbed(case, cpus) else "")
     if case.get("ratio") is None:
         return "—"
     return f"**{case['ratio']:.2f}**" + (" ⚠" if disturbed(case, cpus) else "")

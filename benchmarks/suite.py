@@ -5,6 +5,7 @@
     python -m benchmarks --label ci         # writes benchmarks/results/cpu-ci.{json,md}
     python -m benchmarks --cases conv,pool  # a subset
     python -m benchmarks --no-torch         # xpnet alone
+    python -m benchmarks --cases scaling    # data-parallel: 2 ranks x 1 thread against 1 process (needs mpi4py)
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import numpy
 
 import xpnet
 
-from . import TORCH_INSTALL, cases, memory, report
+from . import TORCH_INSTALL, cases, memory, report, scaling
 from .cases import CONV_CASES, ConvCase, Target
 from .machine import blas_threads, cpu_snapshot, load_average, machine_info, other_cpus
 from .timing import SETTLE, Contender, Samples, alternate, summary
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CASE_IDS = ("train", "infer", "resnet", "conv", "pool", "adam", "memory")
+CASE_IDS = ("train", "infer", "resnet", "conv", "pool", "adam", "memory", "scaling")
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,17 @@ class Settings:
     memory_images: int = 12800     # 100 batches per epoch
     memory_epochs: int = 2
     memory_runs: int = 1           # fresh processes per library
+    scaling_images: int = 5120     # images per rank per epoch of the data-parallel case
+    scaling_epochs: int = 3        # timed epochs per run (after one warm-up epoch)
+    scaling_rounds: int = 2        # 1-process and 2-rank runs, alternated
     settle: float = SETTLE         # seconds of sleep when switching library (see benchmarks/timing.py)
 
 
 PRESETS = {
     "default": Settings(),
     "quick": Settings(repeats=3, min_time=0.1, train_images=1280, infer_images=2000, resnet_images=256, gemm_size=1024,
-                      gemm_repeats=3, memory_images=2560, memory_epochs=1),
+                      gemm_repeats=3, memory_images=2560, memory_epochs=1, scaling_images=1280, scaling_epochs=2,
+                      scaling_rounds=1),
 }
 
 
@@ -189,16 +194,35 @@ def run_memory(target: Target, settings: Settings, threads: int) -> list[dict[st
     return [record]
 
 
+def run_scaling(settings: Settings, notes: list[str]) -> list[dict[str, Any]]:
+    """LeNet-5 ``fit`` on 2 MPI ranks x 1 thread against 1 process x 1 thread (see benchmarks/scaling.py)."""
+    if scaling.mpiexec() is None:
+        notes.append('the scaling case was skipped: it needs mpi4py and mpiexec (pip install "xpnet[mpi]")')
+        return []
+    result = scaling.measure(settings.scaling_images, settings.scaling_epochs, settings.scaling_rounds)
+    title = "Data-parallel LeNet-5 `fit`, 2 MPI ranks x 1 thread (global batch 256)"
+    detail = (f"against 1 process x 1 thread, batch {result['per_rank_batch']}: "
+              f"{report.number(result['single_median'])} images/s; {result['images_per_rank']:,} images per rank "
+              "per epoch; each process pinned to one CPU")
+    return [{"id": "scaling", "title": title, "detail": detail, "unit": "images/s", "better": "higher",
+             "xpnet": summary(result["pair"]), "torch": None, "ratio": None, "baseline": summary(result["single"]),
+             "efficiency": result["efficiency"], "repeats": len(result["pair"]), "calls_per_repeat": {"xpnet": 1}}]
+
+
 def _print_case(record: dict[str, Any], seconds: float) -> None:
     torch = record["torch"]
     line = f"  {record['title']:<52} xpnet {report.number(record['xpnet']['median']):>7} {record['unit']:<9}"
     if torch is not None:
         line += f" torch {report.number(torch['median']):>7}  xpnet/torch {record['ratio']:.2f}"
+    if record.get("efficiency") is not None:
+        line += f" scaling efficiency {record['efficiency']:.2f}"
     print(f"{line}   [{seconds:.0f} s]", flush=True)
 
 
-def run(settings: Settings, target: Target, selected: Sequence[str], threads: int) -> dict[str, Any]:
-    """Run the selected cases; return the results without machine info."""
+def run(settings: Settings, target: Target, selected: Sequence[str], threads: int,
+        notes: list[str] | None = None) -> dict[str, Any]:
+    """Run the selected cases; return the results without machine info (skipped cases add to ``notes``)."""
+    notes = [] if notes is None else notes
     results: dict[str, Any] = {"cases": []}
     data: dict[str, numpy.ndarray] = {}
     if {"train", "infer", "resnet"} & set(selected):
@@ -211,6 +235,7 @@ def run(settings: Settings, target: Target, selected: Sequence[str], threads: in
         "pool": lambda: run_pool(target, settings),
         "adam": lambda: run_adam(target, settings),
         "memory": lambda: run_memory(target, settings, threads),
+        "scaling": lambda: run_scaling(settings, notes),
     }
     for case_id in CASE_IDS:
         if case_id not in selected:
@@ -284,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if torch is not None:
         print(f"torch {torch.__version__}: torch.set_num_threads({threads}) to match numpy's BLAS threads", flush=True)
     started = time.perf_counter()
-    results = run(settings, target, selected, threads)
+    results = run(settings, target, selected, threads, notes)
     info["load_average_end"] = load_average()
     info["seconds"] = round(time.perf_counter() - started, 1)
     label = _label(args.label or socket.gethostname())

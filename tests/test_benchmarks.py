@@ -8,15 +8,16 @@ import sys
 import pytest
 
 import xpnet
-from benchmarks import memory, report, suite, timing
+from benchmarks import memory, report, scaling, suite, timing
 from benchmarks.cases import ConvCase, Target
 
 TINY = suite.Settings(repeats=1, min_time=0.0, train_images=20, train_batch=8, infer_images=30, infer_batch=16,
                       resnet_images=8, resnet_batch=4,
                       conv_cases=(ConvCase("t", 2, 2, 3, 8, 3, padding=1),), pool_shape=(2, 2, 8, 8),
                       adam_shape=(10, 10), gemm_size=64, gemm_repeats=1, memory_images=16, memory_epochs=1,
-                      settle=0.0)
-CASE_IDS = ["train", "infer", "resnet", "conv_t", "pool", "adam", "memory"]
+                      scaling_images=256, scaling_epochs=1, scaling_rounds=1, settle=0.0)
+HAS_MPI = scaling.mpiexec() is not None
+CASE_IDS = ["train", "infer", "resnet", "conv_t", "pool", "adam", "memory"] + ["scaling"] * HAS_MPI
 
 
 @pytest.fixture
@@ -67,7 +68,7 @@ def test_with_torch_reports_ratios_and_matches_threads(tiny, tmp_path, capsys):
         torch.set_num_threads(threads)
     assert results["machine"]["torch_threads"] == 1
     assert "torch.set_num_threads(1)" in capsys.readouterr().out
-    assert [c["id"] for c in results["cases"]] == CASE_IDS[:-1]
+    assert [c["id"] for c in results["cases"]] == CASE_IDS[:6]
     assert list(results["gemm_peak_gflops"]) == ["numpy", "torch"]
     for case in results["cases"]:
         _check_side(case["torch"])
@@ -99,6 +100,23 @@ def test_memory_ratio_is_xpnet_peak_over_torch_peak(monkeypatch):
     assert calls == ["xpnet", "torch", "torch", "xpnet", "xpnet", "torch"]
     assert record["ratio"] == pytest.approx(0.5) and record["better"] == "lower"
     assert record["xpnet"]["median"] == 150.0 and record["batches"] == 4
+
+
+@pytest.mark.skipif(not HAS_MPI, reason='needs mpi4py and mpiexec: pip install "xpnet[mpi]"')
+def test_scaling_case_times_two_ranks_against_one_process(tiny, tmp_path):
+    results, md = _run(tmp_path, "--cases", "scaling", "--no-torch")
+    (case,) = results["cases"]
+    _check_side(case["xpnet"])
+    _check_side(case["baseline"])
+    assert case["efficiency"] == pytest.approx(case["xpnet"]["median"] / (2 * case["baseline"]["median"]), abs=2e-3)
+    assert re.search(r"\| scaling efficiency \*\*\d\.\d\d\*\*( ⚠)? \|", md)
+
+
+def test_scaling_case_without_mpi_is_skipped_with_a_note(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(scaling, "mpiexec", lambda: None)
+    results, md = _run(tmp_path, "--cases", "scaling,pool", "--no-torch")
+    assert [c["id"] for c in results["cases"]] == ["pool"]
+    assert "the scaling case was skipped" in md and 'pip install "xpnet[mpi]"' in md
 
 
 def test_subset_of_cases(tiny, tmp_path, monkeypatch):

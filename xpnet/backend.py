@@ -280,3 +280,37 @@ def gpu_versions() -> dict[str, str]:
     runtime = cupy.cuda.runtime
     return {"cupy": cupy.__version__, "cuda_runtime": str(runtime.runtimeGetVersion()),
             "cuda_driver": str(runtime.driverGetVersion())}
+
+
+def nccl_module() -> ModuleType:
+    """``cupy.cuda.nccl`` (NCCL through CuPy), for :mod:`xpnet.distributed`; DeviceError saying what is missing."""
+    cupy, reason = _import_cupy()
+    if cupy is None:
+        raise DeviceError(f"NCCL needs a usable GPU: {reason}")
+    try:
+        from cupy.cuda import nccl
+    except ImportError as exc:
+        raise DeviceError(f"cupy.cuda.nccl cannot be imported ({exc}); NCCL comes with CuPy's [ctk] extra "
+                          "or pip install nvidia-nccl-cu12 (nvidia-nccl-cu13 for CUDA 13)") from None
+    if not getattr(nccl, "available", True):
+        raise DeviceError("CuPy was built without NCCL (cupy.cuda.nccl.available is False)")
+    return nccl
+
+
+def use_gpu(index: int) -> None:
+    """Make GPU ``index`` CuPy's current device (where every later kernel of this process runs)."""
+    cupy = _import_cupy()[0]
+    if cupy is None:
+        raise DeviceError(f"cuda:{index} cannot be used: {gpu_unavailable_reason()}")
+    cupy.cuda.Device(index).use()
+
+
+def current_stream_ptr() -> int:
+    """The raw handle of CuPy's current CUDA stream (0 on the CPU), for libraries such as NCCL."""
+    cupy = _import_cupy()[0]
+    return 0 if cupy is None else int(cupy.cuda.get_current_stream().ptr)
+
+
+def gpu_count() -> int:
+    """How many usable CUDA devices this process sees (0 without a GPU)."""
+    return _gpu_count()

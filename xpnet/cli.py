@@ -8,7 +8,9 @@ non-finite loss (nothing saved); 130 interrupted with Ctrl-C (nothing saved).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import platform
 import sys
 import time
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy
 
-from . import __version__, backend, datasets, optim
+from . import __version__, backend, datasets, distributed, optim
 from .augment import RandomShift
 from .compare import compare as run_compare
 from .compare import format_table, parse_config, plot_losses
@@ -83,6 +85,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="PNG of the curves (default: next to --out, when matplotlib is installed)")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
                    help="0 silent, 1 a progress bar per epoch, 2 one line per epoch (default 1)")
+    p.add_argument("--distributed", nargs="?", const="auto", default=None, choices=distributed.BACKENDS,
+                   help="data-parallel over the ranks of mpiexec (mpi4py; see docs/distributed.md): "
+                        "--batch-size is the global batch; rank 0 prints and saves. auto (the default "
+                        "when given without a value) uses NCCL when every rank has a GPU, else MPI")
 
 
 def _usage_error(exc: Exception) -> int:
@@ -107,32 +113,52 @@ def _unchanged(path: Path) -> str:
 
 def train(args: argparse.Namespace) -> int:
     """Train, report test accuracy and speed, save the model (and a plot)."""
+    if args.distributed is None:
+        return _train_here(args, None)
+    try:
+        comm = distributed.init(args.distributed)
+    except (ImportError, XpnetError) as exc:
+        return _usage_error(exc)
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(sys.stdout if comm.rank == 0 else quiet):
+        code = _train_here(args, comm)  # ranks > 0 print nothing to stdout
+    if code == EXIT_USAGE and comm.size > 1:
+        comm.abort("xpnet train stopped on the error above", code)  # the other ranks may be waiting for this one
+    return code
+
+
+def _train_here(args: argparse.Namespace, comm: distributed.Communicator | None) -> int:
+    """The training run of this process (one rank of several, with ``comm``)."""
     source = args.data or "built-in MNIST subset"
     args.out = args.out or Path(f"{args.model}.xpnet")
     try:
-        for path in (args.out, args.plot or args.out.with_suffix(".png")):
-            check_writable(path)  # before training: a bad path must not cost the run
+        if comm is None or comm.rank == 0:
+            for path in (args.out, args.plot or args.out.with_suffix(".png")):
+                check_writable(path)  # before training: a bad path must not cost the run
         (x, y), (x_test, y_test) = datasets.load_mnist(args.data)
         _check_mnist(source, x, y, "training")
         _check_mnist(source, x_test, y_test, "test")
-        model = MODELS[args.model](seed=args.seed, device=args.device)
+        device = comm.device if comm is not None and args.device == "auto" else args.device
+        model = MODELS[args.model](seed=args.seed, device=device)
         args.epochs = args.epochs or DEFAULT_EPOCHS[args.model]
     except (OSError, ValueError) as exc:  # a bad --data folder, data, path or --device name: no traceback
         return _usage_error(exc)
     try:
         with numpy.errstate(over="ignore", invalid="ignore"):  # a divergence is reported once, below
-            return _train(args, model, source, (x, y), (x_test, y_test))
+            return _train(args, model, source, (x, y), (x_test, y_test), comm)
     except KeyboardInterrupt:
         print(f"\nxpnet train: interrupted; nothing saved{_unchanged(args.out)}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-def _train(args: argparse.Namespace, model: object, source: object, train_data: tuple, test_data: tuple) -> int:
+def _train(args: argparse.Namespace, model: object, source: object, train_data: tuple, test_data: tuple,
+           comm: distributed.Communicator | None = None) -> int:
     (x, y), (x_test, y_test) = train_data, test_data
     steps = args.epochs * math.ceil(len(x) / args.batch_size)
-    model.compile(optim.Adam(lr=optim.CosineDecay(args.lr, total_steps=steps)), "cross_entropy", ["accuracy"])
+    model.compile(optim.Adam(lr=optim.CosineDecay(args.lr, total_steps=steps)), "cross_entropy", ["accuracy"],
+                  distributed=comm)
+    ranks = "" if comm is None else f" ({comm.size} ranks over {comm.backend.upper()}, global batch)"
     print(f"Training {TITLES[args.model]} on {len(x):,} images ({source}), testing on {len(x_test):,}; "
-          f"device {model.device}, {args.epochs} epochs, batch {args.batch_size}")
+          f"device {model.device}, {args.epochs} epochs, batch {args.batch_size}{ranks}")
     started = time.perf_counter()
     history = model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
                         validation_data=(x_test, y_test), verbose=args.verbose,
@@ -147,8 +173,10 @@ def _train(args: argparse.Namespace, model: object, source: object, train_data: 
     speed = numpy.mean(history.history["images_per_s"])
     print(f"test accuracy {result['accuracy']:.2%} (loss {result['loss']:.4f}); "
           f"training {speed:,.0f} images/s; {seconds:.1f} s in all")
-    model.save(args.out)
+    model.save(args.out)  # rank 0 only when distributed
     print(f"saved {args.out}")
+    if comm is not None and comm.rank > 0:
+        return 0
     _plot(history, args.plot or args.out.with_suffix(".png"), f"{TITLES[args.model]} on MNIST", args.plot is not None)
     return 0
 

@@ -20,6 +20,7 @@ import numpy
 from . import interop, model_files
 from .backend import Array, Device, to_device, to_numpy
 from .callbacks import Callback, History
+from .distributed import Communicator, StepReducer, broadcast_model, model_fingerprint
 from .errors import ModelFileError, NonFiniteError
 from .inputs import check_positive_int, check_x, check_y, is_one_sample
 from .layers import Layer, Softmax
@@ -46,21 +47,49 @@ class Sequential(Network):
         self.metric_names: list[str] = []
         self.epoch = 0  # index of the last completed epoch + 1 (saved in checkpoints)
         self.stop_training = False
+        self.comm: Communicator | None = None  # set by compile(distributed=...)
         super().__init__(*layers, seed=seed, device=device, dtype=dtype)
 
     # --- setup ----------------------------------------------------------------------
     def compile(self, optimizer: str | Optimizer = "adam", loss: Any = "cross_entropy",
-                metrics: Sequence[str] | None = None) -> Sequential:
-        """Choose optimizer, loss ("cross_entropy", "mse", "binary_cross_entropy") and metrics; returns self."""
+                metrics: Sequence[str] | None = None,
+                distributed: Communicator | None = None) -> Sequential:
+        """Choose optimizer, loss ("cross_entropy", "mse", "binary_cross_entropy") and metrics; returns self.
+
+        ``distributed`` (from :func:`xpnet.distributed.init`) trains data-parallel: every rank must
+        call ``compile`` with the same architecture and settings (checked here), and gets rank 0's
+        weights; see docs/distributed.md.
+        """
         metric_names = list(metrics or [])
         for name in metric_names:
             get_metric(name)
         loss_name, loss_fn = get_loss(loss)
         optimizer = get_optimizer(optimizer)  # resolve everything before changing the model
+        if distributed is not None and not isinstance(distributed, Communicator):
+            raise TypeError(f"distributed must be a communicator from xpnet.distributed.init(), "
+                            f"got {type(distributed).__name__}")
         self.loss_name, self._loss_fn = loss_name, loss_fn
         self.optimizer = optimizer.bind(self.parameters())
         self.metric_names = metric_names
+        if distributed is not None:
+            self._join(distributed)
         return self
+
+    def _join(self, comm: Communicator) -> None:
+        """Check that every rank built the same model and compile settings, then take rank 0's weights."""
+        settings = (model_fingerprint(self), self.loss_name, self.metric_names,
+                    repr(self.optimizer.config()))
+        comm.check_same("the model architecture or compile settings", settings)
+        broadcast_model(comm, self)
+        for _, layer in self.named_layers():  # dropout masks: an independent stream on each rank
+            if comm.rank and isinstance(getattr(layer, "rng", None), numpy.random.Generator):
+                layer.rng = numpy.random.Generator(layer.rng.bit_generator.jumped(comm.rank))
+        self.comm, self._reducer = comm, StepReducer(comm, self)
+
+    @property
+    def is_root(self) -> bool:
+        """True where this process writes files and prints: always, except on ranks > 0 of a distributed run."""
+        return self.comm is None or self.comm.rank == 0
 
     def to(self, device: str | Device, strict: bool = False) -> Sequential:
         super().to(device, strict)
@@ -122,9 +151,12 @@ class Sequential(Network):
             raise ValueError(f"initial_epoch must be an int >= 0; received initial_epoch={initial_epoch!r}")
         x, y = self._prepare(x, y, "fit", check_finite)
         x, y, validation = self._split(x, y, validation_split, validation_data, check_finite)
+        if self.comm is not None:
+            self._check_ranks_agree(x, validation, (epochs, batch_size, shuffle, int(initial_epoch), augment is None))
+            verbose = verbose if self.is_root else 0
         self.log_keys = self._log_keys(validation is not None)
         history = History()
-        callbacks = [history, *(callbacks or [])]
+        callbacks = [history, *((callbacks or []) if self.is_root else [])]
         for cb in callbacks:
             cb.set_model(self)
         self.stop_training = False
@@ -141,11 +173,29 @@ class Sequential(Network):
             self.epoch = epoch + 1
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
+            self._follow_root()
             if self.stop_training:
                 break
         for cb in callbacks:
             cb.on_train_end()
+        if self.comm is not None:  # a callback on rank 0 may have restored other weights
+            broadcast_model(self.comm, self)
         return history
+
+    def _check_ranks_agree(self, x: numpy.ndarray, validation: tuple | None, settings: tuple) -> None:
+        """Fail on every rank, before the first step, unless all ranks hold the same data and settings."""
+        probe = numpy.asarray(x[::max(1, len(x) // 16)], dtype=numpy.float64)
+        data = (len(x), x.shape[1:], round(float(probe.sum()), 6), None if validation is None else len(validation[0]))
+        self.comm.check_same("the training data (length, sample shape, a checksum of 16 samples, "
+                             "validation length)", data)
+        self.comm.check_same("fit's arguments (epochs, batch_size, shuffle, initial_epoch, no augment)", settings)
+        broadcast_model(self.comm, self)
+
+    def _follow_root(self) -> None:
+        """Callbacks run on rank 0 only: every rank takes its decision to stop and its learning-rate scale."""
+        if self.comm is not None:
+            self.stop_training, self.optimizer.lr_scale = self.comm.bcast_obj(
+                (self.stop_training, self.optimizer.lr_scale))
 
     def _log_keys(self, validation: bool) -> list[str]:
         """The keys of the per-epoch logs that callbacks see."""
@@ -175,19 +225,10 @@ class Sequential(Network):
         seen, pending, started = 0, [], time.perf_counter()
         n_batches = math.ceil(len(x) / batch_size)
         for b in range(n_batches):
-            index = order[b * batch_size:(b + 1) * batch_size]
-            x_host = x[index] if augment is None else augment(x[index], self.rng)
-            xb, yb = self._to_model(x_host), self._to_model(y[index], cast=False)
-            out = self.forward(xb, train=True)
-            loss, dout = self._loss_fn(out, yb)
-            self.optimizer.zero_grad()
-            self.backward(dout)
-            self.optimizer.step()
-            pending.append(self._batch_stats(out, yb, loss))
+            pending.append(self._train_step(x, y, order[b * batch_size:(b + 1) * batch_size], augment))
             if len(pending) < self._sync_every() and b + 1 < n_batches:
                 continue
-            values = to_numpy(self.device.xp.stack([s for stats in pending for s in stats]))  # one sync
-            values = values.reshape(len(pending), -1).astype(numpy.float64)
+            values = to_numpy(self.device.xp.stack(pending)).astype(numpy.float64)  # (batches, stats): one sync
             first = b + 1 - len(pending)
             sizes = numpy.array([min(batch_size, len(x) - (first + i) * batch_size) for i in range(len(pending))])
             bad = ~numpy.isfinite(values[:, 0])
@@ -200,6 +241,27 @@ class Sequential(Network):
                 return self._nonfinite(epoch, first + int(numpy.argmax(bad)), values[bad][0, 0], logs,
                                        on_nonfinite, history)
         return self._epoch_logs(totals, seen, started)
+
+    def _train_step(self, x: numpy.ndarray, y: numpy.ndarray, index: numpy.ndarray,
+                    augment: Callable | None) -> Array:
+        """One optimizer step on the samples ``index`` (this rank's slice of them when distributed);
+        returns [loss * n, metric counts...] for all of ``index`` as a 1-d device array."""
+        part = slice(None) if self.comm is None else self.comm.part(len(index))
+        # with augment, every rank draws the randomness of the whole batch, as one process would
+        x_host = x[index[part]] if augment is None else augment(x[index], self.rng)[part]
+        self.optimizer.zero_grad()
+        if len(x_host):
+            xb, yb = self._to_model(x_host), self._to_model(y[index[part]], cast=False)
+            out = self.forward(xb, train=True)
+            loss, dout = self._loss_fn(out, yb)
+            self.backward(dout)
+            stats = self._batch_stats(out, yb, loss)
+        else:  # a last batch smaller than the number of ranks leaves some ranks without samples
+            stats = [self.device.xp.zeros((), self.dtype)] * (1 + len(self.metric_names))
+        if self.comm is not None:
+            stats = self._reducer.reduce(stats, len(x_host), len(index))
+        self.optimizer.step()
+        return self.device.xp.stack(stats) if isinstance(stats, list) else stats
 
     def _epoch_logs(self, totals: numpy.ndarray, seen: int, started: float) -> dict[str, float]:
         logs = {"loss": float(totals[0] / seen)}
@@ -230,7 +292,13 @@ class Sequential(Network):
         return logs
 
     def _evaluate_arrays(self, x: numpy.ndarray, y: numpy.ndarray, batch_size: int) -> dict[str, float]:
+        """Loss and metrics over all of (x, y); when distributed, each rank takes a contiguous shard
+        and the sums are added over the ranks."""
         self.eval()
+        n = len(x)
+        if self.comm is not None:
+            part = self.comm.part(n)
+            x, y = x[part], y[part]
         stats = []
         for start in range(0, len(x), batch_size):
             xb, yb = self._to_model(x[start:start + batch_size]), self._to_model(y[start:start + batch_size], False)
@@ -238,9 +306,13 @@ class Sequential(Network):
             loss, _ = self._loss_fn(out, yb)
             stats.extend(self._batch_stats(out, yb, loss))
         self.clear_cache()
-        totals = to_numpy(self.device.xp.stack(stats)).reshape(-1, 1 + len(self.metric_names)).sum(axis=0)
-        logs = {"loss": float(totals[0] / len(x))}
-        logs.update({name: float(totals[1 + i] / len(x)) for i, name in enumerate(self.metric_names)})
+        totals = numpy.zeros(1 + len(self.metric_names))
+        if stats:
+            totals += to_numpy(self.device.xp.stack(stats)).reshape(-1, len(totals)).sum(axis=0)  # (batches, stats)
+        if self.comm is not None:
+            self.comm.allreduce_sum(totals)
+        logs = {"loss": float(totals[0] / n)}
+        logs.update({name: float(totals[1 + i] / n) for i, name in enumerate(self.metric_names)})
         return logs
 
     def predict(self, x: Any, batch_size: int = 256) -> numpy.ndarray:
@@ -255,11 +327,17 @@ class Sequential(Network):
         if is_one_sample(self, x):
             return self.predict(to_numpy(x)[None], batch_size)[0]  # (C, H, W) -> (1, C, H, W) and back
         x, _ = check_x(self, x, "predict", finite=True)
+        if self.comm is not None:  # each rank predicts a contiguous shard; every rank gets all of them
+            shards = self.comm.allgather_obj(self._predict_arrays(x[self.comm.part(len(x))], batch_size))
+            return numpy.concatenate([s for s in shards if s is not None])
+        return self._predict_arrays(x, batch_size)
+
+    def _predict_arrays(self, x: numpy.ndarray, batch_size: int) -> numpy.ndarray | None:
         self.eval()
         outputs = [to_numpy(self.forward(self._to_model(x[s:s + batch_size]), train=False))
                    for s in range(0, len(x), batch_size)]
         self.clear_cache()
-        return numpy.concatenate(outputs)
+        return numpy.concatenate(outputs) if outputs else None
 
     def predict_proba(self, x: Any, batch_size: int = 256) -> numpy.ndarray:
         """Class probabilities (N, K): the softmax of :meth:`predict`'s outputs (computed in float64
@@ -287,6 +365,8 @@ class Sequential(Network):
         :class:`NonFiniteError` and nothing is written, so a diverged run never replaces a good
         file; ``allow_nonfinite=True`` writes them anyway (to inspect a divergence).
         """
+        if not self.is_root:
+            return  # distributed: rank 0 writes every file
         training, extra = None, {}
         if include_optimizer:
             self._require_compiled("save(include_optimizer=True)")
@@ -307,6 +387,8 @@ class Sequential(Network):
     def save_weights(self, path: str | Path) -> None:
         """Write the parameters and buffers: a ``.safetensors`` file (state_dict names; PyTorch's
         ``safetensors.torch.load_file`` reads it) or, for any other suffix, an xpnet model file."""
+        if not self.is_root:
+            return  # distributed: rank 0 writes every file
         if Path(path).suffix == ".safetensors":
             interop.save_safetensors(self, path)
         else:
@@ -327,6 +409,8 @@ class Sequential(Network):
         if Path(path).suffix != ".onnx":
             raise ValueError(f"export({str(path)!r}): unknown format {Path(path).suffix or '(no suffix)'!r}; "
                              "supported: .onnx")
+        if not self.is_root:
+            return  # distributed: rank 0 writes every file
         interop.export_onnx(self, path, input_shape)
 
 
