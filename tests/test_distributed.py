@@ -13,6 +13,7 @@ import pytest
 
 import xpnet
 from tests.distributed import worker
+from tests.distributed.worker import N_TEST
 from tests.test_cli import small_mnist  # noqa: F401 (a fixture)
 from xpnet import distributed, models
 
@@ -81,6 +82,38 @@ def test_two_ranks_report_the_history_of_one_process(two_ranks, one_process):
 
 
 @needs_mpi
+def test_callbacks_run_on_rank_0_alone_and_the_run_equals_one_process(tmp_path):
+    """validation_split, augmentation, EarlyStopping(restore_best_weights), ModelCheckpoint and a
+    callback that calls evaluate and predict: no rank waits, and the result is one process's."""
+    result = launch(WORKER, tmp_path / "cb", "--scenario", "callbacks", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (tmp_path / "alone").mkdir()
+    weights, logs, seen = worker.run_with_callbacks(folder=tmp_path / "alone")
+    first, second = (numpy.load(tmp_path / f"cb.rank{r}.npz") for r in range(2))
+    for name, want in weights.items():
+        numpy.testing.assert_allclose(first[f"w/{name}"], want, rtol=0, atol=1e-11 * max(1.0, abs(want).max()))
+        numpy.testing.assert_array_equal(first[f"w/{name}"], second[f"w/{name}"])
+    got = [json.loads(str(f["logs"])) for f in (first, second)]
+    assert got[0] == got[1]  # the same History on every rank, images/s included
+    for key, values in logs.items():
+        if key != "images_per_s":
+            numpy.testing.assert_allclose(got[0][key], values, rtol=1e-12, atol=1e-12, err_msg=key)
+    seen_0, seen_1 = (json.loads(str(f["seen"])) for f in (first, second))
+    assert len(seen_0) == len(logs["loss"]) and seen_1 == []  # callbacks ran on rank 0 alone
+    assert all(shape == [N_TEST, 10] for _, shape in seen_0)
+    assert [a for a, _ in seen_0] == pytest.approx([a for a, _ in seen], abs=1.01 / N_TEST)
+    checkpoints = sorted(p.name for p in tmp_path.glob("ckpt-*.xpnet"))
+    assert checkpoints == [f"ckpt-{e}.xpnet" for e in range(1, len(logs["loss"]) + 1)]
+
+
+@needs_mpi
+def test_a_rank_that_exits_inside_fit_ends_every_rank(tmp_path):
+    result = launch(WORKER, tmp_path / "x", "--scenario", "exit-in-fit", timeout=60)
+    assert result.returncode != 0
+    assert "xpnet.distributed: rank 1 of 2: SystemExit: 3" in result.stderr
+
+
+@needs_mpi
 def test_batchnorm_running_statistics_stay_identical_on_every_rank(tmp_path):
     result = launch(WORKER, tmp_path / "bn", "--scenario", "batchnorm")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -110,7 +143,9 @@ def test_a_rank_that_raises_ends_every_rank_naming_itself(tmp_path):
 def test_ranks_that_disagree_fail_before_training(tmp_path, scenario, message):
     result = launch(WORKER, tmp_path / "x", "--scenario", scenario, timeout=60)
     assert result.returncode != 0
-    assert message in result.stderr and "rank 1 has" in result.stderr
+    for rank in range(2):  # every rank raised the same error, naming both ranks' values
+        said = (tmp_path / f"x.rank{rank}.txt").read_text()
+        assert said.startswith(message) and "rank 0 has" in said and "rank 1 has" in said
     assert "done" not in result.stdout
 
 
@@ -122,6 +157,7 @@ def test_cli_under_mpiexec_prints_once_and_writes_one_model(tmp_path, small_mnis
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("test accuracy") == 1 and result.stdout.count(f"saved {out}") == 1
     assert "(2 ranks over MPI, global batch)" in result.stdout
+    assert "test_accuracy" in result.stdout and "val_" not in result.stdout  # the test set is named so
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".xpnet") == ["m.xpnet"]
     model = xpnet.load(out)
     assert model.predict(numpy.zeros((2, 1, 28, 28), numpy.float32)).shape == (2, 10)
@@ -199,13 +235,14 @@ def test_parts_are_contiguous_and_cover_the_batch(n):
 
 
 def test_reducer_weights_gradients_by_share_and_averages_buffers():
-    """Two ranks simulated: rank 0 saw 3 samples, rank 1 one; the sum is the global mean gradient."""
+    """Two ranks simulated: rank 0 saw 3 samples, rank 1 one; the sum is the global mean gradient and
+    the buffers' average weighted like the samples."""
     model = models.resnet_mnist(dtype="float64")  # has BatchNorm running statistics and counters
     comm = distributed.Communicator(FakeMPI, LoopbackWorld(), 0)
     comm.size = 2
     other = {}
 
-    def allreduce(flat):  # add what "rank 1" contributes: gradient 1 (weight 1/4), buffers 10 (weight 1/2)
+    def allreduce(flat):  # add what "rank 1" contributes: gradient 1 and buffers 6 or 7, each times 1/4
         flat += other["flat"]
 
     comm.allreduce_sum = allreduce
@@ -222,32 +259,84 @@ def test_reducer_weights_gradients_by_share_and_averages_buffers():
     other["flat"] = numpy.concatenate([numpy.full(reducer.bounds[len(reducer.params)], 0.25),
                                        numpy.full(size - reducer.bounds[len(reducer.params)], 0.0), [1.0, 2.0]])
     for j, v in enumerate(reducer.buffers, start=len(reducer.params)):
-        other["flat"][reducer.bounds[j]:reducer.bounds[j + 1]] = (6.0 if v.value.dtype.kind == "f" else 7) * 0.5
-    stats = reducer.reduce([numpy.float64(3.0), numpy.float64(1.0)], n_local=3, n_global=4)
+        other["flat"][reducer.bounds[j]:reducer.bounds[j + 1]] = (6.0 if v.value.dtype.kind == "f" else 7) * 0.25
+    stats = reducer.reduce(numpy.array([3.0, 1.0]), n_local=3, n_global=4)
     assert all((p.grad == 2.0 * 3 / 4 + 0.25).all() for p in reducer.params)
-    assert all((v.value == 5.0).all() for v in running)  # (4 + 6) / 2
+    assert all((v.value == 4.5).all() for v in running)  # 4 * 3/4 + 6 * 1/4
     assert all((v.value == 7).all() and v.value.dtype == numpy.int64 for v in counters)
     numpy.testing.assert_array_equal(stats, [4.0, 3.0])
 
 
-def test_nccl_communicator_shares_the_unique_id_and_uses_the_local_gpu(monkeypatch):
-    made = {}
+class FakeDeviceArray:
+    """What NCCLCommunicator reads of a cupy array: flags, data.ptr, size, dtype."""
+
+    def __init__(self, size, dtype):
+        self.flags = type("Flags", (), {"c_contiguous": True})()
+        self.data = type("Memory", (), {"ptr": 4096})()
+        self.size, self.dtype = size, numpy.dtype(dtype)
+
+
+def test_nccl_communicator_shares_the_unique_id_uses_the_local_gpu_and_calls_nccl(monkeypatch):
+    made, calls = {}, []
+
+    class FakeNcclComm:
+        def __init__(self, size, unique_id, rank):
+            made.update(size=size, unique_id=unique_id, rank=rank)
+
+        def allReduce(self, *args):  # noqa: N802 (NCCL's name)
+            calls.append(("allReduce", *args))
+
+        def bcast(self, *args):
+            calls.append(("bcast", *args))
 
     class FakeNccl:
         NCCL_FLOAT32, NCCL_FLOAT64, NCCL_INT64, NCCL_SUM = 7, 8, 4, 0
+        NcclCommunicator = FakeNcclComm
 
         @staticmethod
         def get_unique_id():
             return (1, 2, 3)
 
-        class NcclCommunicator:
-            def __init__(self, size, unique_id, rank):
-                made.update(size=size, unique_id=unique_id, rank=rank)
-
     used = []
     monkeypatch.setattr(distributed, "nccl_module", lambda: FakeNccl)
     monkeypatch.setattr(distributed, "use_gpu", used.append)
     monkeypatch.setattr(distributed, "gpu_count", lambda: 2)
+    monkeypatch.setattr(distributed, "current_stream_ptr", lambda: 99)
     comm = distributed.NCCLCommunicator(FakeMPI, LoopbackWorld(), local_rank=3)
     assert made == {"size": 1, "unique_id": (1, 2, 3), "rank": 0}
     assert used == [1] and comm.device == "cuda:1" and comm.backend == "nccl"
+    comm.allreduce_sum(FakeDeviceArray(10, numpy.float32))
+    comm.broadcast(FakeDeviceArray(6, numpy.float64), root=0)
+    comm.broadcast(FakeDeviceArray(1, numpy.int64))
+    # (send, recv, count, dtype, op, stream) in place; (buffer, count, dtype, root, stream)
+    assert calls == [("allReduce", 4096, 4096, 10, 7, 0, 99), ("bcast", 4096, 6, 8, 0, 99),
+                     ("bcast", 4096, 1, 4, 0, 99)]
+    host = numpy.arange(3.0)
+    comm.allreduce_sum(host)  # host arrays go over MPI
+    assert len(calls) == 3
+
+
+def test_nccl_refuses_two_ranks_on_one_gpu(monkeypatch):
+    monkeypatch.setattr(distributed, "gpu_count", lambda: 1)
+    world = LoopbackWorld()
+    world.allgather = lambda obj: [obj, obj]  # two ranks on one host, both on GPU 0
+    with pytest.raises(distributed.RanksDisagree, match="NCCL needs one GPU per rank"):
+        distributed.NCCLCommunicator(FakeMPI, world, local_rank=0)
+
+
+def test_compiling_again_with_the_same_optimizer_keeps_its_state(tmp_path):
+    """What a resumed distributed run does: load a checkpoint, then compile(model.optimizer, distributed=comm)."""
+    x, y, _, _ = worker.data()
+    model = worker.build()
+    model.fit(x[:128], y[:128], epochs=1, batch_size=64, verbose=0)
+    model.save(tmp_path / "ckpt.xpnet", include_optimizer=True)
+    resumed = xpnet.load(tmp_path / "ckpt.xpnet")
+    momentum = [host.copy() for state in resumed.optimizer.state for host in state.values()]
+    assert momentum and any(abs(m).max() > 0 for m in momentum)
+    comm = distributed.Communicator(FakeMPI, LoopbackWorld(), 0)
+    resumed.compile(resumed.optimizer, resumed.loss_name, resumed.metric_names, distributed=comm)
+    after = [a for state in resumed.optimizer.state for a in state.values()]
+    assert len(after) == len(momentum) and all((a == m).all() for a, m in zip(after, momentum))
+    assert resumed.optimizer.iterations == 2
+    model.compile(worker.optim.SGD(lr=0.1), "cross_entropy")  # a new optimizer starts afresh
+    assert model.optimizer.state == []

@@ -234,6 +234,19 @@ def test_validation_data_is_evaluated_each_epoch(device):
     assert history["val_accuracy"][-1] == model.evaluate(xv, yv, batch_size=32)["accuracy"]
 
 
+def test_validation_name_prefixes_the_held_out_keys(capsys):
+    x, y = train_slice(64)
+    xv, yv = held_out(32)
+    model = tiny()
+    history = model.fit(x, y, epochs=1, batch_size=32, validation_data=(xv, yv), validation_name="test", verbose=2)
+    assert set(history.history) == {"loss", "accuracy", "lr", "images_per_s", "test_loss", "test_accuracy"}
+    assert model.log_keys[-2:] == ["test_loss", "test_accuracy"]
+    out = capsys.readouterr().out
+    assert "test_accuracy" in out and "val_" not in out
+    with pytest.raises(ValueError, match="validation_name must be a name such as 'val' or 'test'; received 'a b'"):
+        model.fit(x, y, validation_data=(xv, yv), validation_name="a b")
+
+
 def test_shuffle_false_keeps_the_order_and_shuffle_true_permutes(device):
     x, y = train_slice(96)
     model = tiny(device=device)

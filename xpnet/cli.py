@@ -161,7 +161,7 @@ def _train(args: argparse.Namespace, model: object, source: object, train_data: 
           f"device {model.device}, {args.epochs} epochs, batch {args.batch_size}{ranks}")
     started = time.perf_counter()
     history = model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
-                        validation_data=(x_test, y_test), verbose=args.verbose,
+                        validation_data=(x_test, y_test), validation_name="test", verbose=args.verbose,
                         augment=RandomShift(args.shift) if args.shift else None)
     seconds = time.perf_counter() - started
     if history.nonfinite is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy
 
 from .backend import Array, current_stream_ptr, get_xp, gpu_count, nccl_module, to_numpy, use_gpu
 
-__all__ = ["Communicator", "NCCLCommunicator", "init", "BACKENDS", "MPI_HINT"]
+__all__ = ["Communicator", "NCCLCommunicator", "RanksDisagree", "init", "BACKENDS", "MPI_HINT"]
 
 BACKENDS = ("auto", "mpi", "nccl")
 MPI_HINT = 'pip install "xpnet[mpi]" (mpi4py with the mpich wheel, which brings mpiexec)'
@@ -41,6 +41,10 @@ def _import_mpi() -> ModuleType:
     except ImportError as exc:
         raise ImportError(f"xpnet.distributed needs mpi4py and an MPI library ({exc}); {MPI_HINT}") from None
     return MPI
+
+
+class RanksDisagree(ValueError):
+    """Raised on every rank at once when the ranks did not build the same model, data or settings."""
 
 
 class Communicator:
@@ -104,11 +108,11 @@ class Communicator:
 
     # --- agreement and batches ----------------------------------------------------
     def check_same(self, what: str, value: Any) -> None:
-        """Raise ValueError on every rank (no rank hangs) unless all ranks passed an equal ``value``."""
+        """Raise :class:`RanksDisagree` on every rank (no rank hangs) unless all ranks passed an equal ``value``."""
         values = self.allgather_obj(value)
         for rank, other in enumerate(values):
             if other != values[0]:
-                raise ValueError(f"ranks disagree on {what}: rank 0 has {_short(values[0])}, "
+                raise RanksDisagree(f"ranks disagree on {what}: rank 0 has {_short(values[0])}, "
                                  f"rank {rank} has {_short(other)}")
 
     def part(self, n: int) -> slice:
@@ -125,6 +129,10 @@ class NCCLCommunicator(Communicator):
     def __init__(self, mpi: ModuleType, world: Any, local_rank: int) -> None:
         super().__init__(mpi, world, local_rank)
         self.gpu = local_rank % max(gpu_count(), 1)
+        placed = self.allgather_obj((_host_name(), self.gpu))
+        if len(set(placed)) < len(placed):
+            raise RanksDisagree(f"NCCL needs one GPU per rank, but some ranks share one ((host, GPU) of each rank: "
+                                f"{placed}); start at most as many ranks per host as it has GPUs")
         use_gpu(self.gpu)  # NCCL binds its communicator to the current device
         self._nccl = nccl = nccl_module()
         unique_id = self.bcast_obj(nccl.get_unique_id() if self.rank == 0 else None)
@@ -170,11 +178,24 @@ def init(backend: str = "auto") -> Communicator:
     local_rank = node.Get_rank()
     node.Free()
     if backend == "auto":
-        backend = "nccl" if all(world.allgather(local_rank < gpu_count())) else "mpi"
+        backend = "nccl" if all(world.allgather(gpu_count() > 0 and _nccl_usable())) else "mpi"
     comm = Communicator(mpi, world, local_rank)
     if comm.size > 1:
         _abort_on_uncaught(comm)
     return NCCLCommunicator(mpi, world, local_rank) if backend == "nccl" else comm
+
+
+def _nccl_usable() -> bool:
+    try:
+        nccl_module()
+    except Exception:  # DeviceError, or a broken NCCL library
+        return False
+    return True
+
+
+def _host_name() -> str:
+    import socket
+    return socket.gethostname()
 
 
 def _abort_on_uncaught(comm: Communicator) -> None:
@@ -210,15 +231,26 @@ def broadcast_model(comm: Communicator, model: Any) -> None:
     model.seed, model.rng.bit_generator.state = comm.bcast_obj((model.seed, model.rng.bit_generator.state))
 
 
+def broadcast_optimizer(comm: Communicator, optimizer: Any) -> None:
+    """Give every rank rank 0's optimizer state (momentum, moments), step count and learning-rate scale."""
+    started = bool(optimizer.state)
+    comm.check_same("whether the optimizer has state (a checkpoint loaded on some ranks only?)", started)
+    for state in optimizer.state:
+        for array in state.values():
+            comm.broadcast(array)
+    optimizer.iterations, optimizer.lr_scale = comm.bcast_obj((optimizer.iterations, optimizer.lr_scale))
+
+
 class StepReducer:
     """Sums one flat buffer per step over the ranks.
 
     Each rank writes three kinds of data into the buffer. First its gradients, times
     n_rank / n_global: the sum over ranks is then the gradient of the global batch's mean loss.
-    Second its running statistics and integer buffers, times 1 / (ranks with samples): the sum
-    is their average. Running means are linear in the batch means, so the average stays the same
-    on every rank. Third its loss and metric sums, times 1. Afterwards the gradients and buffers
-    are copied back.
+    Second its buffers (BatchNorm's running statistics and counter), with the same weights: the
+    sum is their average over the ranks, weighted like the samples. The running mean is linear in
+    the batch means, so it becomes exactly the global batch's update; the running variance becomes
+    the weighted mean of the slices' variances. The result is the same on every rank. Third its
+    loss and metric sums, times 1. Afterwards the gradients and buffers are copied back.
     """
 
     def __init__(self, comm: Communicator, model: Any) -> None:
@@ -230,19 +262,17 @@ class StepReducer:
         self.bounds = numpy.cumsum([0, *sizes]).tolist()
         self.flat = None
 
-    def reduce(self, stats: Sequence[Array], n_local: int, n_global: int) -> Array:
-        """Sum this step's weighted gradients, buffers and ``stats`` (0-d arrays: zeros on a rank
+    def reduce(self, stats: Array, n_local: int, n_global: int) -> Array:
+        """Sum this step's weighted gradients, buffers and ``stats`` (a 1-d array: zeros on a rank
         without samples) over the ranks; returns the summed stats as a new 1-d array."""
-        comm, k = self.comm, min(n_global, self.comm.size)  # ranks that got at least one sample
         xp = self._buffer(stats)
-        flat, b = self.flat, self.bounds
+        flat, b, weight = self.flat, self.bounds, n_local / n_global
         for i, p in enumerate(self.params):
-            xp.multiply(p.grad.reshape(-1), n_local / n_global, out=flat[b[i]:b[i + 1]])  # (size,) view
-        weight = 1.0 / k if n_local else 0.0
+            xp.multiply(p.grad.reshape(-1), weight, out=flat[b[i]:b[i + 1]])  # (size,) view
         for j, v in enumerate(self.buffers, start=len(self.params)):
             flat[b[j]:b[j + 1]] = v.value.reshape(-1) * weight  # (size,) view; int buffers cast exactly
-        flat[b[-1]:] = xp.stack(list(stats))
-        comm.allreduce_sum(flat)
+        flat[b[-1]:] = stats
+        self.comm.allreduce_sum(flat)
         for i, p in enumerate(self.params):
             p.grad[...] = flat[b[i]:b[i + 1]].reshape(p.grad.shape)  # (size,) -> parameter shape
         for j, v in enumerate(self.buffers, start=len(self.params)):
@@ -250,10 +280,11 @@ class StepReducer:
             v.value[...] = part if v.value.dtype.kind == "f" else xp.rint(part)
         return flat[b[-1]:].copy()
 
-    def _buffer(self, stats: Sequence[Array]) -> ModuleType:
+    def _buffer(self, stats: Array) -> ModuleType:
         """The flat buffer, made at the first step (and again if the model moved or was cast)."""
         first = self.params[0].value
         xp = get_xp(first)
-        if self.flat is None or self.flat.dtype != first.dtype or get_xp(self.flat) is not xp:
-            self.flat = xp.zeros(self.bounds[-1] + len(stats), dtype=first.dtype)
+        size = self.bounds[-1] + len(stats)
+        if self.flat is None or self.flat.dtype != first.dtype or get_xp(self.flat) is not xp or len(self.flat) != size:
+            self.flat = xp.zeros(size, dtype=first.dtype)
         return xp

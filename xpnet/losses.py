@@ -1,8 +1,7 @@
-"""Loss and metric registries for ``compile(loss=..., metrics=[...])``.
+"""The loss registry for ``compile(loss=...)`` (metrics: :mod:`xpnet.metrics`).
 
 A loss is ``fn(prediction, target) -> (loss, dprediction)`` on device arrays (see
-:mod:`xpnet.ops.loss`).  A metric is ``fn(prediction, target) -> count`` returning the
-number of correct samples as a device scalar, so summing it needs no host sync.
+:mod:`xpnet.ops.loss`).
 """
 
 from __future__ import annotations
@@ -11,11 +10,10 @@ import difflib
 from collections.abc import Callable
 from functools import partial
 
-from .backend import Array, get_xp
+from .backend import Array
 from .ops.loss import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
 
 LossFn = Callable[[Array, Array], tuple[Array, Array]]
-MetricFn = Callable[[Array, Array], Array]
 
 # Labels are range-checked once on the host by fit/evaluate, so the per-batch check
 # (a GPU sync) is off here.
@@ -27,22 +25,6 @@ LOSSES: dict[str, LossFn] = {
 ALIASES = {"softmax_cross_entropy": "cross_entropy", "categorical_crossentropy": "cross_entropy",
            "sparse_categorical_crossentropy": "cross_entropy", "mean_squared_error": "mse",
            "bce": "binary_cross_entropy", "binary_crossentropy": "binary_cross_entropy"}
-
-
-def correct_count(pred: Array, target: Array) -> Array:
-    """How many samples have argmax(pred) equal to the label (or to argmax of a one-hot target)."""
-    xp = get_xp(pred, target)
-    labels = target if target.ndim == 1 else target.argmax(axis=1)
-    return xp.sum(pred.argmax(axis=1) == labels)
-
-
-def binary_correct_count(pred: Array, target: Array) -> Array:
-    """Per-sample share of correct 0/1 decisions (logit > 0 vs target > 0.5), summed over samples."""
-    hits = ((pred > 0) == (target > 0.5)).reshape(pred.shape[0], -1)  # (N, values per sample)
-    return hits.mean(axis=1).sum()
-
-
-METRICS: dict[str, MetricFn] = {"accuracy": correct_count, "binary_accuracy": binary_correct_count}
 
 
 def _unknown(kind: str, name: object, known: list[str]) -> ValueError:
@@ -59,10 +41,3 @@ def get_loss(name: str | LossFn) -> tuple[str, LossFn]:
     if key not in LOSSES:
         raise _unknown("loss", name, list(LOSSES) + list(ALIASES))
     return key, LOSSES[key]
-
-
-def get_metric(name: str) -> MetricFn:
-    """A registered metric by name."""
-    if name not in METRICS:
-        raise _unknown("metric", name, list(METRICS))
-    return METRICS[name]

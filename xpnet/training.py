@@ -9,6 +9,7 @@ Inputs are checked by :mod:`xpnet.inputs`, files written and read by :mod:`xpnet
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,11 +21,19 @@ import numpy
 from . import interop, model_files
 from .backend import Array, Device, to_device, to_numpy
 from .callbacks import Callback, History
-from .distributed import Communicator, StepReducer, broadcast_model, model_fingerprint
+from .distributed import (
+    Communicator,
+    RanksDisagree,
+    StepReducer,
+    broadcast_model,
+    broadcast_optimizer,
+    model_fingerprint,
+)
 from .errors import ModelFileError, NonFiniteError
 from .inputs import check_positive_int, check_x, check_y, is_one_sample
 from .layers import Layer, Softmax
-from .losses import get_loss, get_metric
+from .losses import get_loss
+from .metrics import get_metric
 from .model import Network
 from .optim import Optimizer, get_optimizer, optimizer_from_config
 from .progress import Progress
@@ -56,9 +65,10 @@ class Sequential(Network):
                 distributed: Communicator | None = None) -> Sequential:
         """Choose optimizer, loss ("cross_entropy", "mse", "binary_cross_entropy") and metrics; returns self.
 
-        ``distributed`` (from :func:`xpnet.distributed.init`) trains data-parallel: every rank must
-        call ``compile`` with the same architecture and settings (checked here), and gets rank 0's
-        weights; see docs/distributed.md.
+        Passing the model's own optimizer again keeps its state (momentum, Adam moments), as
+        after :func:`load` of a checkpoint.  ``distributed`` (from :func:`xpnet.distributed.init`)
+        trains data-parallel: every rank must call ``compile`` with the same architecture and
+        settings (checked here), and gets rank 0's weights and optimizer state; see docs/distributed.md.
         """
         metric_names = list(metrics or [])
         for name in metric_names:
@@ -69,8 +79,11 @@ class Sequential(Network):
             raise TypeError(f"distributed must be a communicator from xpnet.distributed.init(), "
                             f"got {type(distributed).__name__}")
         self.loss_name, self._loss_fn = loss_name, loss_fn
-        self.optimizer = optimizer.bind(self.parameters())
+        trainable = [p for p in self.parameters() if p.trainable]
+        keep = optimizer is self.optimizer and [id(p) for p in optimizer.params] == [id(p) for p in trainable]
+        self.optimizer = optimizer if keep else optimizer.bind(self.parameters())
         self.metric_names = metric_names
+        self.comm = None
         if distributed is not None:
             self._join(distributed)
         return self
@@ -81,6 +94,7 @@ class Sequential(Network):
                     repr(self.optimizer.config()))
         comm.check_same("the model architecture or compile settings", settings)
         broadcast_model(comm, self)
+        broadcast_optimizer(comm, self.optimizer)
         for _, layer in self.named_layers():  # dropout masks: an independent stream on each rank
             if comm.rank and isinstance(getattr(layer, "rng", None), numpy.random.Generator):
                 layer.rng = numpy.random.Generator(layer.rng.bit_generator.jumped(comm.rank))
@@ -90,6 +104,29 @@ class Sequential(Network):
     def is_root(self) -> bool:
         """True where this process writes files and prints: always, except on ranks > 0 of a distributed run."""
         return self.comm is None or self.comm.rank == 0
+
+    @contextlib.contextmanager
+    def _one_rank_fails_all(self):
+        """In a distributed run, an exception on this rank alone (the others would wait for it in
+        the next collective call) stops every rank; errors every rank raises alike pass through."""
+        try:
+            yield
+        except (RanksDisagree, NonFiniteError):
+            raise
+        except BaseException as exc:
+            if self.comm is not None and self.comm.size > 1:
+                self.comm.abort(f"{type(exc).__name__}: {exc}")
+            raise
+
+    @contextlib.contextmanager
+    def _alone(self):
+        """Run rank 0's callbacks as in one process: evaluate, predict and save inside them do not wait
+        for the other ranks (which do not run callbacks)."""
+        comm, self.comm = self.comm, None
+        try:
+            yield
+        finally:
+            self.comm = comm
 
     def to(self, device: str | Device, strict: bool = False) -> Sequential:
         super().to(device, strict)
@@ -122,16 +159,35 @@ class Sequential(Network):
     def _sync_every(self) -> int:
         return 1 if self.device.type == "cpu" else SYNC_INTERVAL
 
-    def _batch_stats(self, out: Array, target: Array, loss: Array) -> list[Array]:
-        """[loss * n, metric counts...] as device scalars (summed without a host sync)."""
-        return [loss * out.shape[0]] + [get_metric(m)(out, target) for m in self.metric_names]
+    def _batch_stats(self, out: Array, target: Array, loss: Array) -> Array:
+        """[loss * n, each metric's counts...] as one 1-d device array (summed without a host sync)."""
+        xp = self.device.xp
+        parts = [(loss * out.shape[0]).reshape(1)] + [get_metric(m).batch(out, target) for m in self.metric_names]
+        return xp.concatenate([p.astype(xp.float64) for p in parts])
+
+    def _stats_size(self, sample_shape: tuple[int, ...]) -> int:
+        """The length of :meth:`_batch_stats` for samples of ``sample_shape``; remembers K, the outputs per sample."""
+        out_shape = self.output_shape(tuple(sample_shape))  # (K, ...) per sample
+        self._classes = out_shape[0] if out_shape else 1
+        return 1 + sum(get_metric(m).size(self._classes) for m in self.metric_names)
+
+    def _metric_logs(self, totals: numpy.ndarray, n: int, prefix: str = "") -> dict[str, float]:
+        """{"loss": ..., metric: ...} from stats summed over ``n`` samples."""
+        logs, start = {f"{prefix}loss": float(totals[0] / n)}, 1
+        k = self._classes
+        for name in self.metric_names:
+            metric = get_metric(name)
+            logs[f"{prefix}{name}"] = metric.result(totals[start:start + metric.size(k)], n)
+            start += metric.size(k)
+        return logs
 
     # --- training ----------------------------------------------------------------
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32, validation_split: float = 0.0,
             validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
             callbacks: Iterable[Callback] | None = None, verbose: int = 1,
             initial_epoch: int = 0, on_nonfinite: str = "stop", check_finite: bool = True,
-            augment: Callable[[numpy.ndarray, numpy.random.Generator], numpy.ndarray] | None = None) -> History:
+            augment: Callable[[numpy.ndarray, numpy.random.Generator], numpy.ndarray] | None = None,
+            validation_name: str = "val") -> History:
         """Train from epoch ``initial_epoch`` up to ``epochs`` (as in Keras: each call trains
         ``epochs - initial_epoch`` epochs; resume a checkpoint with ``initial_epoch=model.epoch``).
 
@@ -139,7 +195,9 @@ class Sequential(Network):
         split on every call).  A non-finite loss stops training (recorded in ``history.nonfinite``)
         or, with ``on_nonfinite="raise"``, raises :class:`NonFiniteError`.  ``augment(images, rng)``
         (e.g. :class:`xpnet.augment.RandomShift`) transforms each host training batch, with
-        randomness from the model's generator.
+        randomness from the model's generator.  ``validation_name`` prefixes the held-out keys of
+        the logs and History (``val_loss`` by default; ``"test"`` gives ``test_loss`` when
+        ``validation_data`` is a test set, as ``xpnet train`` reports).
         """
         self._require_compiled("fit")
         epochs, batch_size = check_positive_int(epochs, "epochs"), check_positive_int(batch_size, "batch_size")
@@ -147,37 +205,53 @@ class Sequential(Network):
             raise ValueError(f"on_nonfinite must be 'stop' or 'raise'; received {on_nonfinite!r}")
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1); received {validation_split!r}")
+        if not isinstance(validation_name, str) or not validation_name.isidentifier():
+            raise ValueError(f"validation_name must be a name such as 'val' or 'test'; received {validation_name!r}")
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, numpy.integer)) or initial_epoch < 0:
             raise ValueError(f"initial_epoch must be an int >= 0; received initial_epoch={initial_epoch!r}")
-        x, y = self._prepare(x, y, "fit", check_finite)
-        x, y, validation = self._split(x, y, validation_split, validation_data, check_finite)
-        if self.comm is not None:
-            self._check_ranks_agree(x, validation, (epochs, batch_size, shuffle, int(initial_epoch), augment is None))
-            verbose = verbose if self.is_root else 0
-        self.log_keys = self._log_keys(validation is not None)
-        history = History()
-        callbacks = [history, *((callbacks or []) if self.is_root else [])]
-        for cb in callbacks:
-            cb.set_model(self)
+        with self._one_rank_fails_all():
+            x, y = self._prepare(x, y, "fit", check_finite)
+            x, y, validation = self._split(x, y, validation_split, validation_data, check_finite)
+            if self.comm is not None:
+                self._check_ranks_agree(x, validation, (epochs, batch_size, shuffle, int(initial_epoch),
+                                                        augment is None))
+            self.log_keys = self._log_keys(validation_name if validation is not None else None)
+            history = History()
+            callbacks = [history, *((callbacks or []) if self.is_root else [])]  # rank 0's alone
+            return self._fit_epochs(x, y, validation, validation_name, callbacks, history, range(int(initial_epoch),
+                                    epochs), batch_size, shuffle, verbose if self.is_root else 0, on_nonfinite, augment)
+
+    def _fit_epochs(self, x: numpy.ndarray, y: numpy.ndarray, validation: tuple | None, validation_name: str,
+                    callbacks: list[Callback], history: History, epochs: range, batch_size: int, shuffle: bool,
+                    verbose: int, on_nonfinite: str, augment: Callable | None) -> History:
+        """The epoch loop of :meth:`fit`, on checked data."""
         self.stop_training = False
-        for cb in callbacks:
-            cb.on_train_begin()
-        for epoch in range(int(initial_epoch), epochs):
+        with self._alone():
             for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            progress = Progress(math.ceil(len(x) / batch_size), f"Epoch {epoch + 1}/{epochs}", verbose)
+                cb.set_model(self)
+                cb.on_train_begin()
+        for epoch in epochs:
+            with self._alone():
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch)
+            progress = Progress(math.ceil(len(x) / batch_size), f"Epoch {epoch + 1}/{epochs.stop}", verbose)
             logs = self._train_epoch(x, y, batch_size, shuffle, epoch, progress, on_nonfinite, history, augment)
             if validation is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*validation, batch_size).items()})
+                held_out = self._evaluate_arrays(*validation, batch_size)
+                logs.update({f"{validation_name}_{k}": v for k, v in held_out.items()})
+            if self.comm is not None:  # the same History everywhere: rank 0's images/s
+                logs = self.comm.bcast_obj(logs)
             progress.close(logs)
             self.epoch = epoch + 1
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
+            with self._alone():
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs)
             self._follow_root()
             if self.stop_training:
                 break
-        for cb in callbacks:
-            cb.on_train_end()
+        with self._alone():
+            for cb in callbacks:
+                cb.on_train_end()
         if self.comm is not None:  # a callback on rank 0 may have restored other weights
             broadcast_model(self.comm, self)
         return history
@@ -197,10 +271,10 @@ class Sequential(Network):
             self.stop_training, self.optimizer.lr_scale = self.comm.bcast_obj(
                 (self.stop_training, self.optimizer.lr_scale))
 
-    def _log_keys(self, validation: bool) -> list[str]:
+    def _log_keys(self, validation: str | None) -> list[str]:
         """The keys of the per-epoch logs that callbacks see."""
         keys = ["loss", *self.metric_names, "lr", "images_per_s"]
-        return keys + (["val_loss", *(f"val_{m}" for m in self.metric_names)] if validation else [])
+        return keys + ([f"{validation}_{k}" for k in ("loss", *self.metric_names)] if validation else [])
 
     def _split(self, x: numpy.ndarray, y: numpy.ndarray, fraction: float,
                validation_data: tuple[Any, Any] | None, finite: bool) -> tuple:
@@ -221,7 +295,7 @@ class Sequential(Network):
                      augment: Callable | None = None) -> dict[str, float]:
         self.train()
         order = self.rng.permutation(len(x)) if shuffle else numpy.arange(len(x))
-        totals = numpy.zeros(1 + len(self.metric_names))
+        totals = numpy.zeros(self._stats_size(x.shape[1:]))
         seen, pending, started = 0, [], time.perf_counter()
         n_batches = math.ceil(len(x) / batch_size)
         for b in range(n_batches):
@@ -257,15 +331,14 @@ class Sequential(Network):
             self.backward(dout)
             stats = self._batch_stats(out, yb, loss)
         else:  # a last batch smaller than the number of ranks leaves some ranks without samples
-            stats = [self.device.xp.zeros((), self.dtype)] * (1 + len(self.metric_names))
+            stats = self.device.xp.zeros(self._stats_size(x.shape[1:]))
         if self.comm is not None:
             stats = self._reducer.reduce(stats, len(x_host), len(index))
         self.optimizer.step()
-        return self.device.xp.stack(stats) if isinstance(stats, list) else stats
+        return stats
 
     def _epoch_logs(self, totals: numpy.ndarray, seen: int, started: float) -> dict[str, float]:
-        logs = {"loss": float(totals[0] / seen)}
-        logs.update({name: float(totals[1 + i] / seen) for i, name in enumerate(self.metric_names)})
+        logs = self._metric_logs(totals, seen)
         logs["lr"] = float(self.optimizer.current_lr())
         logs["images_per_s"] = seen / max(time.perf_counter() - started, 1e-9)
         return logs
@@ -282,12 +355,14 @@ class Sequential(Network):
 
     # --- evaluation and prediction ------------------------------------------------
     def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0) -> dict[str, float]:
-        """Loss and metrics over (x, y) in evaluation mode: {"loss": ..., "accuracy": ...}."""
+        """Loss and metrics over (x, y) in evaluation mode: {"loss": ..., "accuracy": ...}.
+        Distributed, every rank must call it (each computes a shard); all get the same result."""
         self._require_compiled("evaluate")
         batch_size = check_positive_int(batch_size, "batch_size")
-        x, y = self._prepare(x, y, "evaluate")
-        logs = self._evaluate_arrays(x, y, batch_size)
-        if verbose:
+        with self._one_rank_fails_all():
+            x, y = self._prepare(x, y, "evaluate")
+            logs = self._evaluate_arrays(x, y, batch_size)
+        if verbose and self.is_root:
             Progress(0, "evaluate", 2).close(logs)
         return logs
 
@@ -304,16 +379,14 @@ class Sequential(Network):
             xb, yb = self._to_model(x[start:start + batch_size]), self._to_model(y[start:start + batch_size], False)
             out = self.forward(xb, train=False)
             loss, _ = self._loss_fn(out, yb)
-            stats.extend(self._batch_stats(out, yb, loss))
+            stats.append(self._batch_stats(out, yb, loss))
         self.clear_cache()
-        totals = numpy.zeros(1 + len(self.metric_names))
+        totals = numpy.zeros(self._stats_size(x.shape[1:]))
         if stats:
-            totals += to_numpy(self.device.xp.stack(stats)).reshape(-1, len(totals)).sum(axis=0)  # (batches, stats)
+            totals += to_numpy(self.device.xp.stack(stats)).sum(axis=0)  # (batches, stats) -> (stats,)
         if self.comm is not None:
             self.comm.allreduce_sum(totals)
-        logs = {"loss": float(totals[0] / n)}
-        logs.update({name: float(totals[1 + i] / n) for i, name in enumerate(self.metric_names)})
-        return logs
+        return self._metric_logs(totals, n)
 
     def predict(self, x: Any, batch_size: int = 256) -> numpy.ndarray:
         """The last layer's outputs for x (logits for every built-in model), computed in batches in
@@ -322,13 +395,15 @@ class Sequential(Network):
 
         One unbatched sample (``(1, 28, 28)`` for LeNet-5) gives one unbatched result (``(10,)``),
         as PyTorch's layers do; uint8 input above 1 draws a warning (it is not scaled).
+        Distributed, every rank must call it (each computes a shard); all get every output.
         """
         batch_size = check_positive_int(batch_size, "batch_size")
         if is_one_sample(self, x):
             return self.predict(to_numpy(x)[None], batch_size)[0]  # (C, H, W) -> (1, C, H, W) and back
         x, _ = check_x(self, x, "predict", finite=True)
         if self.comm is not None:  # each rank predicts a contiguous shard; every rank gets all of them
-            shards = self.comm.allgather_obj(self._predict_arrays(x[self.comm.part(len(x))], batch_size))
+            with self._one_rank_fails_all():
+                shards = self.comm.allgather_obj(self._predict_arrays(x[self.comm.part(len(x))], batch_size))
             return numpy.concatenate([s for s in shards if s is not None])
         return self._predict_arrays(x, batch_size)
 

@@ -55,12 +55,12 @@ def _save(fig: Any, path: str | Path, dpi: float) -> Path:
 
 # --- training curves ---------------------------------------------------------------
 def history_figure(history: Any, title: str = "Training", *, figsize: tuple[float, float] = (9, 3.5)) -> Any:
-    """Figure with loss (left) and accuracy (right) per epoch, training and validation."""
+    """Figure with loss (left) and accuracy (right) per epoch: training, validation and test (when logged)."""
     logs = history.history if hasattr(history, "history") else dict(history)
     fig = _new_figure(figsize)
     axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("loss", "accuracy")):
-        for prefix, style in (("", "-o"), ("val_", "--s")):
+        for prefix, style in (("", "-o"), ("val_", "--s"), ("test_", ":^")):
             values = logs.get(prefix + key)
             if values:
                 ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_") + key)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy
 
-from xpnet import datasets, distributed, models, optim
+from xpnet import augment, callbacks, datasets, distributed, models, optim
 
 N_TRAIN, N_TEST, EPOCHS, BATCH = 961, 200, 3, 64
 
@@ -27,7 +28,8 @@ def data():
 def build(comm=None, seed=0):
     model = models.lenet5(seed=seed, dtype="float64")
     schedule = optim.StepDecay(0.05, step_size=10, gamma=0.5)
-    return model.compile(optim.SGD(lr=schedule, momentum=0.9), "cross_entropy", ["accuracy"], distributed=comm)
+    metrics = ["accuracy", "macro_f1", "top3_accuracy"]
+    return model.compile(optim.SGD(lr=schedule, momentum=0.9), "cross_entropy", metrics, distributed=comm)
 
 
 def run(comm=None, seed=0):
@@ -37,6 +39,41 @@ def run(comm=None, seed=0):
     history = model.fit(x, y, epochs=EPOCHS, batch_size=BATCH, validation_data=(x_test, y_test), verbose=0)
     logs = {k: v for k, v in history.history.items() if k != "images_per_s"}
     return model.state_dict(), logs, model.predict(x_test)
+
+
+def disagree(comm, scenario):
+    """Rank 1 loads one image fewer, or builds another model."""
+    if scenario == "short-data":
+        x, y, _, _ = data()
+        n = len(x) - comm.rank
+        build(comm).fit(x[:n], y[:n], epochs=1, batch_size=BATCH, verbose=0)
+    else:
+        model = models.lenet5(dtype="float64") if comm.rank == 0 else models.mobilenet_mnist(dtype="float64")
+        model.compile("sgd", distributed=comm)
+
+
+class EvaluateEachEpoch(callbacks.Callback):
+    """Calls evaluate and predict from a callback (on rank 0 alone when distributed)."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.seen = x, y, []
+
+    def on_epoch_end(self, epoch, logs):
+        result = self.model.evaluate(self.x, self.y)
+        self.seen.append((result["accuracy"], self.model.predict(self.x).shape))
+
+
+def run_with_callbacks(comm=None, folder="."):
+    """A fit with validation_split, augmentation, early stopping that restores the best weights, a
+    checkpoint per epoch and a callback that evaluates: weights and history (images/s included)."""
+    x, y, x_test, y_test = data()
+    model = build(comm)
+    calls = [EvaluateEachEpoch(x_test, y_test), callbacks.ModelCheckpoint(f"{folder}/ckpt-{{epoch}}.xpnet",
+             monitor="val_loss"), callbacks.EarlyStopping(monitor="val_accuracy", patience=1,
+                                                         restore_best_weights=True)]
+    history = model.fit(x, y, epochs=4, batch_size=BATCH, validation_split=0.2, augment=augment.RandomShift(1),
+                        callbacks=calls, verbose=0)
+    return model.state_dict(), history.history, calls[0].seen
 
 
 def main(argv):
@@ -51,17 +88,31 @@ def main(argv):
         model = models.resnet_mnist(dtype="float64").compile(optim.SGD(lr=0.05, momentum=0.9), distributed=comm)
         model.fit(x[:161], y[:161], epochs=1, batch_size=BATCH, verbose=0)  # batches of 64, 64, 33
         numpy.savez(f"{out}.rank{comm.rank}.npz", **{f"w/{k}": v for k, v in model.state_dict().items()})
+    elif scenario == "callbacks":
+        weights, logs, seen = run_with_callbacks(comm, folder=str(Path(out).parent))
+        numpy.savez(f"{out}.rank{comm.rank}.npz", logs=json.dumps(logs), seen=json.dumps(seen),
+                    **{f"w/{k}": v for k, v in weights.items()})
+    elif scenario == "exit-in-fit":  # rank 1 alone leaves in the middle of an epoch
+        x, y, _, _ = data()
+        steps = []
+
+        def leave(images, rng):
+            steps.append(1)
+            if comm.rank == 1 and len(steps) == 3:
+                sys.exit(3)
+            return images
+        build(comm).fit(x, y, epochs=1, batch_size=BATCH, augment=leave, verbose=0)
     elif scenario == "raise":
         if comm.rank == 1:
             raise RuntimeError("rank 1 was told to fail")
         comm.barrier()  # rank 0 waits here for a rank that never comes: MPI_Abort must end it
-    elif scenario == "short-data":
-        x, y, _, _ = data()
-        n = len(x) - comm.rank  # rank 1 loaded one image fewer
-        build(comm).fit(x[:n], y[:n], epochs=1, batch_size=BATCH, verbose=0)
-    elif scenario == "other-model":
-        model = models.lenet5(dtype="float64") if comm.rank == 0 else models.mobilenet_mnist(dtype="float64")
-        model.compile("sgd", distributed=comm)
+    elif scenario in ("short-data", "other-model"):
+        try:
+            disagree(comm, scenario)
+        except distributed.RanksDisagree as exc:  # raised on every rank: each writes what it says
+            with open(f"{out}.rank{comm.rank}.txt", "w") as file:
+                file.write(str(exc))
+            raise
     print(f"rank {comm.rank} done", flush=True)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy
 
 from ..backend import Array, to_numpy
-from ..losses import correct_count
+from ..metrics import correct_count
 from ..optim import SGD
 from ..training import Sequential
 from .configs import Config
