@@ -65,9 +65,93 @@ def warn_unscaled_uint8(x: numpy.ndarray, what: str) -> None:
                       RuntimeWarning, stacklevel=4)
 
 
-def check_x(model: Network, x: Any, what: str, finite: bool) -> tuple[numpy.ndarray, tuple[int, ...]]:
-    """(x as a host array, the model's per-sample output shape for it)."""
-    x = to_numpy(x) if not isinstance(x, numpy.ndarray) else x
+class Samples:
+    """Samples read one batch at a time from a ``numpy.memmap`` or any indexable with ``len()``.
+
+    The protocol: ``len(data)`` is the number of samples and ``data[i]`` one sample (an array of
+    the sample shape, e.g. (1, 28, 28)). When ``data`` also takes an integer index array and
+    returns a batch, as numpy arrays, memmaps and h5py datasets do, each batch is one such call
+    (made with increasing indices, which h5py needs). Otherwise the batch is stacked from
+    ``data[i]`` one sample at a time. Nothing is read before it is needed. Each batch is checked
+    for NaN and infinity as it is read, with the index of the first bad sample.
+    """
+
+    def __init__(self, data: Any, what: str, finite: bool = True, rows: numpy.ndarray | None = None) -> None:
+        self.data, self.what, self.finite = data, what, finite
+        self.rows = numpy.arange(len(data)) if rows is None else rows
+        first = numpy.asarray(data[int(self.rows[0])]) if len(self.rows) else numpy.zeros(0)
+        self.shape, self.dtype = (len(self.rows), *first.shape), first.dtype
+        self.batched = isinstance(data, numpy.ndarray) or self._reads_batches(first)
+
+    def _reads_batches(self, first: numpy.ndarray) -> bool:
+        try:
+            batch = numpy.asarray(self.data[numpy.array([int(self.rows[0])])])
+        except Exception:  # a dataset object that takes one int index only
+            return False
+        return batch.shape == (1, *first.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def subset(self, rows: numpy.ndarray | slice) -> Samples:
+        """The samples at ``rows`` of these (nothing read)."""
+        return Samples(self.data, self.what, self.finite, self.rows[rows])
+
+    def __getitem__(self, index: numpy.ndarray | slice) -> numpy.ndarray:
+        """Read the samples at ``index`` (an index array or a slice) into one host array (N, ...)."""
+        rows = self.rows[index]
+        if self.batched:
+            order = numpy.argsort(rows, kind="stable")
+            batch = numpy.asarray(self.data[rows[order]])[numpy.argsort(order, kind="stable")]  # back to `rows` order
+        else:
+            batch = self._stack(rows)
+        if batch.shape[1:] != self.shape[1:]:
+            raise ShapeError(f"{self.what}: samples read from x have shape {batch.shape[1:]}, but the first sample "
+                             f"has shape {self.shape[1:]}")
+        if self.finite:
+            check_finite(batch, f"{self.what}: input x (the batch starting at sample {int(rows[0])})")
+        return batch
+
+
+    def _stack(self, rows: numpy.ndarray) -> numpy.ndarray:
+        """One sample at a time, each checked against the first sample's shape."""
+        parts = [numpy.asarray(self.data[int(i)]) for i in rows]
+        for i, part in zip(rows, parts):
+            if part.shape != self.shape[1:]:
+                raise ShapeError(f"{self.what}: sample {int(i)} of x has shape {part.shape}, but the first sample "
+                                 f"has shape {self.shape[1:]}")
+        return numpy.stack(parts) if parts else numpy.zeros((0, *self.shape[1:]), self.dtype)
+
+
+def rows_of(x: numpy.ndarray | Samples, rows: numpy.ndarray | slice) -> numpy.ndarray | Samples:
+    """The samples ``rows`` of x: a copy of an in-memory array, a lazy subset of :class:`Samples`."""
+    return x.subset(rows) if isinstance(x, Samples) else x[rows]
+
+
+def _as_samples(x: Any, what: str, finite: bool) -> numpy.ndarray | Samples:
+    """In-memory arrays as they are; memmaps and other indexables as :class:`Samples` (read by batch)."""
+    if isinstance(x, numpy.ndarray) and not isinstance(x, numpy.memmap):
+        return x
+    if isinstance(x, numpy.memmap) or (hasattr(x, "__len__") and hasattr(x, "__getitem__")
+                                       and not isinstance(x, (list, tuple)) and not hasattr(x, "__array__")):
+        if len(x) == 0:
+            raise ValueError(f"{what} got 0 samples")
+        return Samples(x, what, finite)
+    return to_numpy(x)
+
+
+def check_x(model: Network, x: Any, what: str, finite: bool) -> tuple[numpy.ndarray | Samples, tuple[int, ...]]:
+    """(x as a host array or :class:`Samples`, the model's per-sample output shape for it)."""
+    x = _as_samples(x, what, finite)
+    if isinstance(x, Samples):
+        if x.dtype.kind not in "biuf":
+            raise DTypeError(f"{what} must hold real numbers; got samples of dtype {x.dtype}")
+        warn_unscaled_uint8(x[:1], what)  # judged from the first sample
+        return x, _output_shape(model, x, what)
     if x.dtype.kind not in "biuf":
         raise DTypeError(f"{what} must hold real numbers; got dtype {x.dtype}")
     warn_unscaled_uint8(x, what)
@@ -77,8 +161,12 @@ def check_x(model: Network, x: Any, what: str, finite: bool) -> tuple[numpy.ndar
         raise ValueError(f"{what} got 0 samples")
     if finite:
         check_finite(x, f"{what}: input x")
+    return x, _output_shape(model, x, what)
+
+
+def _output_shape(model: Network, x: numpy.ndarray | Samples, what: str) -> tuple[int, ...]:
     try:
-        return x, model.output_shape(x.shape[1:])
+        return model.output_shape(x.shape[1:])
     except ShapeError as exc:
         expected = model.sample_shape()
         expected = "?" if expected is None else describe_sample_shape(expected)

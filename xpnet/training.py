@@ -30,7 +30,7 @@ from .distributed import (
     model_fingerprint,
 )
 from .errors import ModelFileError, NonFiniteError
-from .inputs import check_positive_int, check_x, check_y, is_one_sample
+from .inputs import check_positive_int, check_x, check_y, is_one_sample, rows_of
 from .layers import Layer, Softmax
 from .losses import get_loss
 from .metrics import get_metric
@@ -288,7 +288,7 @@ class Sequential(Network):
                              f"{n_val} validation samples; both need at least one")
         order = numpy.random.default_rng(numpy.random.SeedSequence(self.seed).spawn(3)[2]).permutation(len(x))
         val, train = order[:n_val], order[n_val:]
-        return x[train], y[train], (x[val], y[val])
+        return rows_of(x, train), y[train], (rows_of(x, val), y[val])
 
     def _train_epoch(self, x: numpy.ndarray, y: numpy.ndarray, batch_size: int, shuffle: bool, epoch: int,
                      progress: Progress, on_nonfinite: str, history: History,
@@ -373,7 +373,7 @@ class Sequential(Network):
         n = len(x)
         if self.comm is not None:
             part = self.comm.part(n)
-            x, y = x[part], y[part]
+            x, y = rows_of(x, part), y[part]
         stats = []
         for start in range(0, len(x), batch_size):
             xb, yb = self._to_model(x[start:start + batch_size]), self._to_model(y[start:start + batch_size], False)
@@ -403,7 +403,7 @@ class Sequential(Network):
         x, _ = check_x(self, x, "predict", finite=True)
         if self.comm is not None:  # each rank predicts a contiguous shard; every rank gets all of them
             with self._one_rank_fails_all():
-                shards = self.comm.allgather_obj(self._predict_arrays(x[self.comm.part(len(x))], batch_size))
+                shards = self.comm.allgather_obj(self._predict_arrays(rows_of(x, self.comm.part(len(x))), batch_size))
             return numpy.concatenate([s for s in shards if s is not None])
         return self._predict_arrays(x, batch_size)
 
