@@ -18,22 +18,38 @@ def _module(layer: L.Layer, torch: Any) -> Any:
     if isinstance(layer, L.Residual):
         return _residual(torch)(_module(layer.body, torch), None if layer.shortcut is None
                                 else _module(layer.shortcut, torch))
+    if isinstance(layer, L.BatchNorm1d):
+        return nn.BatchNorm1d(layer.num_features, eps=layer.eps, momentum=layer.momentum, affine=layer.affine,
+                              track_running_stats=layer.track_running_stats)
+    if isinstance(layer, L.LayerNorm):
+        return nn.LayerNorm(layer.normalized_shape, eps=layer.eps, elementwise_affine=layer.elementwise_affine,
+                            bias=layer.bias is not None)
+    if isinstance(layer, L.GroupNorm):
+        return nn.GroupNorm(layer.num_groups, layer.num_channels, eps=layer.eps, affine=layer.affine)
     if isinstance(layer, L.Conv2d):
         if isinstance(layer.padding, str) or (isinstance(layer.padding, tuple) and len(layer.padding) != 2):
             raise NotImplementedError(f"{layer.name}: padding {layer.padding!r} is not mirrored here")
         return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
                          padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
                          bias=layer.bias is not None)
+    if isinstance(layer, L.ConvTranspose2d):
+        return nn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                                  padding=layer.padding, output_padding=layer.output_padding, groups=layer.groups,
+                                  bias=layer.bias is not None, dilation=layer.dilation)
     if isinstance(layer, L.BatchNorm2d):
         return nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum)
     if isinstance(layer, L.Linear):
         return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
     simple = {L.ReLU: nn.ReLU, L.Flatten: nn.Flatten, L.Tanh: nn.Tanh, L.Sigmoid: nn.Sigmoid,
-              L.GlobalAvgPool2d: lambda: nn.AdaptiveAvgPool2d(1)}
+              L.GlobalAvgPool2d: lambda: nn.AdaptiveAvgPool2d(1), L.Identity: nn.Identity}
     if type(layer) in simple:
         return simple[type(layer)]()
     if isinstance(layer, L.MaxPool2d):
         return nn.MaxPool2d(layer.kernel_size, layer.stride)
+    if isinstance(layer, L.AdaptiveAvgPool2d):
+        return nn.AdaptiveAvgPool2d(layer.output_size)
+    if isinstance(layer, L.Dropout2d):  # before Dropout, its base class
+        return nn.Dropout2d(layer.p)
     if isinstance(layer, L.Dropout):
         return nn.Dropout(layer.p)
     raise NotImplementedError(f"no torch.nn counterpart written for {type(layer).__name__}")

@@ -102,14 +102,26 @@ LAYERS = {  # every layer type, in a small model: (layers, per-sample input shap
     "Conv2d same stride 2": ([L.Conv2d(3, 4, 3, stride=2, padding="same"),
                               L.Conv2d(4, 2, (2, 3), padding=((0, 1), (2, 0)))], (3, 9, 8)),
     "Conv2d groups dilation": ([L.Conv2d(4, 4, 3, padding=2, dilation=2, groups=4, bias=False)], (4, 7, 7)),
+    "ConvTranspose2d": ([L.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+                         L.ConvTranspose2d(6, 2, (2, 3), stride=(3, 1), padding=(0, 1), output_padding=(2, 0),
+                                           dilation=(1, 2), bias=False)], (4, 5, 3)),
     "MaxPool2d padded": ([L.MaxPool2d(3, stride=2, padding=1)], (2, 7, 6)),
     "MinPool2d": ([L.MinPool2d(2)], (2, 6, 6)),
     "AvgPool2d counting pads": ([L.AvgPool2d(3, stride=2, padding=1)], (2, 7, 7)),
     "AvgPool2d not counting pads": ([L.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)], (2, 5, 5)),
     "GlobalAvgPool2d": ([L.GlobalAvgPool2d(), L.Linear(3, 2)], (3, 5, 4)),
     "GlobalAvgPool2d keepdims": ([L.GlobalAvgPool2d(keepdims=True)], (3, 5, 4)),
+    "AdaptiveAvgPool2d uniform bins": ([L.AdaptiveAvgPool2d((3, 2))], (2, 6, 8)),
+    "AdaptiveAvgPool2d 1x1": ([L.AdaptiveAvgPool2d(1), L.Flatten(), L.Linear(3, 2)], (3, 5, 7)),
+    "AdaptiveAvgPool2d None": ([L.AdaptiveAvgPool2d((None, 2))], (2, 5, 6)),
     "Linear Flatten": ([L.Flatten(), L.Linear(2 * 3 * 3, 4), L.Linear(4, 3, bias=False)], (2, 3, 3)),
     "BatchNorm2d Dropout": ([L.BatchNorm2d(3), L.Dropout(0.5)], (3, 4, 4)),
+    "BatchNorm1d": ([L.Flatten(), L.Linear(12, 5), L.BatchNorm1d(5), L.BatchNorm1d(5, affine=False)], (3, 2, 2)),
+    "BatchNorm1d (N, C, L)": ([L.BatchNorm1d(3), L.BatchNorm1d(3, affine=False, eps=1e-3)], (3, 7)),
+    "LayerNorm": ([L.LayerNorm((2, 4, 4)), L.LayerNorm(4, bias=False),
+                   L.LayerNorm((4, 4), elementwise_affine=False)], (2, 4, 4)),
+    "GroupNorm": ([L.Conv2d(2, 6, 3, padding=1), L.GroupNorm(3, 6), L.GroupNorm(6, 6, affine=False)], (2, 5, 4)),
+    "Identity Dropout2d": ([L.Identity(), L.Dropout2d(0.5), L.Conv2d(2, 3, 1)], (2, 4, 4)),
     "activations": ([L.ReLU(), L.LeakyReLU(0.2), L.Sigmoid(), L.Tanh()], (2, 3, 3)),
     "GELU": ([L.GELU()], (2, 3, 3)),
     "GELU tanh": ([L.GELU(approximate="tanh")], (2, 3, 3)),
@@ -128,7 +140,8 @@ def test_onnx_export_of_every_layer_matches_predict(case, tmp_path):
     onnx = pytest.importorskip("onnx")
     layers, shape = LAYERS[case]
     model = xpnet.Sequential(*layers, seed=3)
-    if any(isinstance(layer, L.BatchNorm2d) for _, layer in model.named_layers()):
+    if any(isinstance(layer, (L.BatchNorm2d, L.BatchNorm1d, L.LayerNorm, L.GroupNorm))
+           for _, layer in model.named_layers()):
         for name, value in model.state_dict().items():  # non-trivial statistics and scales
             if "running" in name or name.endswith("weight"):
                 spread = numpy.linspace(0.5, 1.5, value.size).reshape(value.shape)
@@ -175,6 +188,16 @@ def test_a_layer_without_a_mapping_is_named(tmp_path, monkeypatch):
             return x * x
     with pytest.raises(NotImplementedError, match=r"odd \(Square\) cannot be exported to ONNX"):
         xpnet.Sequential(L.ReLU(), Square(name="odd"), seed=0).export(tmp_path / "m.onnx", (3,))
+
+
+def test_adaptive_pooling_with_bins_onnx_cannot_express_is_refused(tmp_path):
+    pytest.importorskip("onnx")
+    model = xpnet.Sequential(L.Conv2d(1, 2, 3), L.AdaptiveAvgPool2d((2, 3), name="adapt"), seed=0)
+    with pytest.raises(NotImplementedError, match=r"adapt \(AdaptiveAvgPool2d\) cannot be exported to ONNX for "
+                                                  r"input H x W 5x7: its 2x3 bins are not uniform"):
+        model.export(tmp_path / "m.onnx", (1, 7, 9))
+    assert not (tmp_path / "m.onnx").exists()
+    model.export(tmp_path / "m.onnx", (1, 8, 8))  # 6 x 6 after the convolution: uniform bins
 
 
 def test_onnx_without_the_package_names_the_extra(tmp_path, monkeypatch):

@@ -52,15 +52,23 @@ def check_rejected(xp, layer, good, bad, error, parts, train=True, seed=0):
 
 # One small working configuration of every layer: factory(name) and an input shape.
 CASES = {
+    "BatchNorm1d": (lambda name=None: L.BatchNorm1d(2, name=name), (3, 2, 4)),
+    "LayerNorm": (lambda name=None: L.LayerNorm((3, 4), name=name), (2, 5, 3, 4)),
+    "GroupNorm": (lambda name=None: L.GroupNorm(2, 4, name=name), (2, 4, 3, 3)),
     "Conv2d": (lambda name=None: L.Conv2d(2, 3, 3, padding=1, seed=0, name=name), (2, 2, 5, 5)),
+    "ConvTranspose2d": (lambda name=None: L.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1,
+                                                            groups=2, seed=0, name=name), (2, 4, 3, 4)),
     "MaxPool2d": (lambda name=None: L.MaxPool2d(2, name=name), (2, 2, 4, 4)),
     "AvgPool2d": (lambda name=None: L.AvgPool2d(3, stride=2, padding=1, name=name), (2, 2, 5, 5)),
     "MinPool2d": (lambda name=None: L.MinPool2d((2, 3), name=name), (2, 2, 4, 6)),
     "GlobalAvgPool2d": (lambda name=None: L.GlobalAvgPool2d(name=name), (2, 3, 4, 4)),
+    "AdaptiveAvgPool2d": (lambda name=None: L.AdaptiveAvgPool2d((3, None), name=name), (2, 2, 5, 4)),
     "Linear": (lambda name=None: L.Linear(4, 3, seed=0, name=name), (2, 4)),
     "Flatten": (lambda name=None: L.Flatten(name=name), (2, 2, 3, 3)),
     "Upsample": (lambda name=None: L.Upsample(2, name=name), (2, 2, 3, 3)),
     "Dropout": (lambda name=None: L.Dropout(0.5, seed=0, name=name), (2, 3, 4)),
+    "Dropout2d": (lambda name=None: L.Dropout2d(0.5, seed=0, name=name), (4, 3, 2, 2)),
+    "Identity": (lambda name=None: L.Identity(name=name), (2, 3)),
     "BatchNorm2d": (lambda name=None: L.BatchNorm2d(2, name=name), (3, 2, 3, 3)),
     "ReLU": (lambda name=None: L.ReLU(name=name), (2, 5)),
     "LeakyReLU": (lambda name=None: L.LeakyReLU(0.1, name=name), (2, 5)),
@@ -78,7 +86,8 @@ CASES = {
                                           L.Sequential(L.Conv2d(2, 2, 3, padding=1, seed=1), L.Tanh()), name=name),
                (2, 2, 5, 5)),
 }
-WITH_PARAMETERS = ["Conv2d", "Linear", "BatchNorm2d", "Sequential", "Residual", "Concat"]
+WITH_PARAMETERS = ["Conv2d", "ConvTranspose2d", "Linear", "BatchNorm2d", "BatchNorm1d", "LayerNorm", "GroupNorm",
+                   "Sequential", "Residual", "Concat"]
 ALL = sorted(CASES)
 
 
@@ -162,7 +171,7 @@ def test_backward_accumulates_into_grad_and_zero_grad_resets(xp, rng, kind):
         assert not numpy.any(host(p.grad))
 
 
-@pytest.mark.parametrize("kind", ["Conv2d", "Linear"])
+@pytest.mark.parametrize("kind", ["Conv2d", "ConvTranspose2d", "Linear"])
 def test_need_input_grad_false_skips_dx_but_not_parameter_grads(rng, kind):
     layer, shape = make(kind)
     layer.cast(numpy.float64)

@@ -8,11 +8,21 @@ xpnet               ONNX
 ==================  ===========================================================================
 Conv2d              Conv with explicit ``pads`` [top, left, bottom, right] (TF "same" resolved
                     for the export's input size, extra pixel at the end), strides, dilations, group
+ConvTranspose2d     ConvTranspose with pads [PH, PW, PH, PW], output_padding, strides, dilations,
+                    group (the weight keeps PyTorch's (C_in, C_out/group, KH, KW), as ONNX's)
 MaxPool2d           MaxPool (padding never wins); MinPool2d: Neg, MaxPool, Neg
 AvgPool2d           AveragePool with ``count_include_pad`` written explicitly
 GlobalAvgPool2d     GlobalAveragePool (then Flatten unless ``keepdims``)
+AdaptiveAvgPool2d   GlobalAveragePool for a 1 x 1 output, else AveragePool with kernel = stride =
+                    (H/OH, W/OW) when the export's input size makes the bins uniform; ONNX has
+                    no adaptive pooling, so other sizes raise NotImplementedError
 Linear              Gemm (transB=1);  Flatten: Flatten(axis=1)
-BatchNorm2d         BatchNormalization with the running statistics;  Dropout: Identity
+BatchNorm2d         BatchNormalization with the running statistics
+BatchNorm1d         BatchNormalization with the running statistics; with track_running_stats=False,
+                    batch statistics from ReduceMean (as torch)
+LayerNorm           LayerNormalization(axis=-len(normalized_shape)) (a ones scale without weight)
+GroupNorm           Reshape (N, G, -1), mean and variance by ReduceMean, Reshape back, Mul/Add per channel
+Dropout, Dropout2d  Identity (inference);  Identity: Identity
 ReLU, LeakyReLU,    Relu, LeakyRelu, Sigmoid, Tanh, Softmax(axis);
 Sigmoid, Tanh,      GELU from Erf (or Tanh for ``approximate="tanh"``), as opset 17 has no Gelu
 Softmax, GELU
@@ -37,14 +47,21 @@ from ..backend import to_numpy
 from ..io import atomic_write
 from ..layers import (
     GELU,
+    AdaptiveAvgPool2d,
     AvgPool2d,
+    BatchNorm1d,
     BatchNorm2d,
     Concat,
     Conv2d,
+    ConvTranspose2d,
     Dropout,
+    Dropout2d,
     Flatten,
     GlobalAvgPool2d,
+    GroupNorm,
+    Identity,
     Layer,
+    LayerNorm,
     LeakyReLU,
     Linear,
     MaxPool2d,
@@ -58,6 +75,7 @@ from ..layers import (
     Upsample,
 )
 from ..ops._args import resolve_pads
+from ..ops.adaptive_pool import resolve_output_hw, uniform_bins
 
 OPSET = 17
 Shape = tuple[int, ...]
@@ -102,6 +120,30 @@ def _conv(g: _Graph, layer: Conv2d, x: str, shape: Shape, path: str) -> str:
                   dilations=list(layer.dilation), group=layer.groups, pads=[top, left, bottom, right])
 
 
+def _conv_transpose(g: _Graph, layer: ConvTranspose2d, x: str, path: str) -> str:
+    inputs = [x, g.constant(f"{path}weight", layer.weight.value)]  # (C_in, C_out/group, KH, KW) in both
+    if layer.bias is not None:
+        inputs.append(g.constant(f"{path}bias", layer.bias.value))
+    ph, pw = layer.padding
+    return g.node("ConvTranspose", inputs, kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
+                  dilations=list(layer.dilation), group=layer.groups, pads=[ph, pw, ph, pw],
+                  output_padding=list(layer.output_padding))
+
+
+def _adaptive_avg_pool(g: _Graph, layer: AdaptiveAvgPool2d, x: str, shape: Shape) -> str:
+    hw = (shape[1], shape[2])
+    out_hw = resolve_output_hw(layer.output_size, hw)
+    if out_hw == (1, 1):
+        return g.node("GlobalAveragePool", [x])
+    if not uniform_bins(hw, out_hw):
+        raise NotImplementedError(
+            f"{layer.name} (AdaptiveAvgPool2d) cannot be exported to ONNX for input H x W {hw[0]}x{hw[1]}: its "
+            f"{out_hw[0]}x{out_hw[1]} bins are not uniform (ONNX has no adaptive pooling, and AveragePool needs "
+            f"H and W divisible by the output size); export with an input size that is, or use AvgPool2d")
+    kernel = [hw[0] // out_hw[0], hw[1] // out_hw[1]]
+    return g.node("AveragePool", [x], kernel_shape=kernel, strides=kernel)
+
+
 def _pool_args(layer: Any) -> dict[str, Any]:
     ph, pw = layer.padding
     return {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride), "pads": [ph, pw, ph, pw]}
@@ -119,20 +161,88 @@ def _gelu(g: _Graph, layer: GELU, x: str) -> str:
     return g.node("Mul", [g.node("Mul", [x, half]), g.node("Add", [core, one])])
 
 
+def _int64(g: _Graph, values: list[int]) -> str:
+    """An int64 initializer (a shape or an axes list)."""
+    name = g.name("ints")
+    g.initializers.append(g.onnx.numpy_helper.from_array(numpy.array(values, numpy.int64), name=name))
+    return name
+
+
+def _per_channel(g: _Graph, name: str, value: Any, rank: int) -> str:
+    """A (C,) variable as the initializer ``name``, unsqueezed to (C, 1, ...) for a (N, C, *) input of ``rank`` axes."""
+    c = g.constant(name, value)
+    return c if rank <= 2 else g.node("Unsqueeze", [c, _int64(g, list(range(1, rank - 1)))])
+
+
+def _scale_shift(g: _Graph, layer: Any, y: str, rank: int, path: str) -> str:
+    """y * weight + bias per channel, where the layer has them."""
+    if layer.weight is None:
+        return y
+    y = g.node("Mul", [y, _per_channel(g, f"{path}weight", layer.weight.value, rank)])
+    return g.node("Add", [y, _per_channel(g, f"{path}bias", layer.bias.value, rank)])
+
+
+def _standardise(g: _Graph, x: str, axes: list[int], eps: float) -> str:
+    """(x - mean) / sqrt(var + eps) over ``axes``, biased variance, two passes (ReduceMean)."""
+    centred = g.node("Sub", [x, g.node("ReduceMean", [x], axes=axes, keepdims=1)])
+    var = g.node("ReduceMean", [g.node("Mul", [centred, centred])], axes=axes, keepdims=1)
+    eps = g.constant(g.name("eps"), numpy.float32(eps))
+    return g.node("Div", [centred, g.node("Sqrt", [g.node("Add", [var, eps])])])
+
+
+def _batch_norm1d(g: _Graph, layer: BatchNorm1d, x: str, shape: Shape, path: str) -> str:
+    rank = len(shape) + 1  # (N, C) or (N, C, L)
+    if not layer.track_running_stats:  # batch statistics in inference too, as torch
+        return _scale_shift(g, layer, _standardise(g, x, [0, 2][:rank - 1], layer.eps), rank, path)
+    c = layer.num_features
+    if layer.affine:
+        affine = [g.constant(f"{path}weight", layer.weight.value), g.constant(f"{path}bias", layer.bias.value)]
+    else:
+        affine = [g.constant(g.name("ones"), numpy.ones(c)), g.constant(g.name("zeros"), numpy.zeros(c))]
+    stats = [g.constant(f"{path}{v}", getattr(layer, v).value) for v in ("running_mean", "running_var")]
+    return g.node("BatchNormalization", [x, *affine, *stats], epsilon=layer.eps)
+
+
+def _layer_norm(g: _Graph, layer: LayerNorm, x: str, path: str) -> str:
+    shape = layer.normalized_shape
+    scale = (g.constant(f"{path}weight", layer.weight.value) if layer.weight is not None
+             else g.constant(g.name("ones"), numpy.ones(shape)))
+    bias = [g.constant(f"{path}bias", layer.bias.value)] if layer.bias is not None else []
+    return g.node("LayerNormalization", [x, scale, *bias], axis=-len(shape), epsilon=layer.eps)
+
+
+def _group_norm(g: _Graph, layer: GroupNorm, x: str, shape: Shape, path: str) -> str:
+    grouped = g.node("Reshape", [x, _int64(g, [0, layer.num_groups, -1])])  # (N, C, *) -> (N, G, C / G * prod(*))
+    normed = _standardise(g, grouped, [2], layer.eps)
+    back = g.node("Reshape", [normed, _int64(g, [0, *shape])])  # (N, G, C / G * prod(*)) -> (N, C, *)
+    return _scale_shift(g, layer, back, len(shape) + 1, path)
+
+
 def _leaf(g: _Graph, layer: Layer, x: str, shape: Shape, path: str) -> str:
     """The ONNX nodes of one leaf layer; returns the output's name."""
     simple: dict[type, Callable[[], str]] = {
         ReLU: lambda: g.node("Relu", [x]), Sigmoid: lambda: g.node("Sigmoid", [x]), Tanh: lambda: g.node("Tanh", [x]),
         Flatten: lambda: g.node("Flatten", [x], axis=1), Dropout: lambda: g.node("Identity", [x]),
+        Dropout2d: lambda: g.node("Identity", [x]), Identity: lambda: g.node("Identity", [x]),
     }
     if type(layer) in simple:
         return simple[type(layer)]()
     if isinstance(layer, Conv2d):
         return _conv(g, layer, x, shape, path)
+    if isinstance(layer, ConvTranspose2d):
+        return _conv_transpose(g, layer, x, path)
+    if isinstance(layer, AdaptiveAvgPool2d):
+        return _adaptive_avg_pool(g, layer, x, shape)
     if isinstance(layer, Linear):
         inputs = [x, g.constant(f"{path}weight", layer.weight.value)]
         inputs += [g.constant(f"{path}bias", layer.bias.value)] if layer.bias is not None else []
         return g.node("Gemm", inputs, transB=1)
+    if isinstance(layer, BatchNorm1d):
+        return _batch_norm1d(g, layer, x, shape, path)
+    if isinstance(layer, LayerNorm):
+        return _layer_norm(g, layer, x, path)
+    if isinstance(layer, GroupNorm):
+        return _group_norm(g, layer, x, shape, path)
     if isinstance(layer, BatchNorm2d):
         names = [g.constant(f"{path}{v}", getattr(layer, v).value)
                  for v in ("weight", "bias", "running_mean", "running_var")]

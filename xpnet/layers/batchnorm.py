@@ -10,6 +10,7 @@ import numpy
 from ..backend import Array
 from ..errors import ShapeError
 from ..ops.batchnorm import (
+    BatchNormCache,
     batch_norm2d_backward,
     batch_norm2d_forward,
     check_batchnorm_input,
@@ -21,6 +22,30 @@ from .base import Layer, Shape, float_dtype, new_parameter, positive_int
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float, numpy.integer, numpy.floating)) and not isinstance(value, bool)
+
+
+def check_eps(eps: Any, who: str) -> float:
+    """``eps`` as a float, or ValueError naming the layer unless it is positive and finite."""
+    if not _is_real(eps) or not 0 < eps < math.inf:
+        raise ValueError(f"{who}: eps must be positive and finite; received eps={eps!r}")
+    return float(eps)
+
+
+def check_momentum(momentum: Any, who: str) -> float:
+    """``momentum`` as a float, or ValueError naming the layer unless it is in [0, 1]."""
+    if not _is_real(momentum) or not 0 <= momentum <= 1:
+        raise ValueError(f"{who}: momentum must be in [0, 1]; received momentum={momentum!r}")
+    return float(momentum)
+
+
+def record_batch(layer: Any, cache: BatchNormCache, count: int) -> None:
+    """Move ``layer``'s running statistics towards a training batch's (``count`` values per channel),
+    in place, and count the batch in ``num_batches_tracked``."""
+    mean, var = update_running_stats(layer.running_mean.value, layer.running_var.value, cache, count,
+                                     layer.momentum)
+    layer.running_mean.value[...] = mean
+    layer.running_var.value[...] = var
+    layer.num_batches_tracked.value[...] += 1
 
 
 class BatchNorm2d(Layer):
@@ -36,11 +61,7 @@ class BatchNorm2d(Layer):
                  dtype: Any = numpy.float32, name: str | None = None) -> None:
         super().__init__(name)
         self.num_features = positive_int(num_features, "num_features", self.name)
-        if not _is_real(eps) or not 0 < eps < math.inf:
-            raise ValueError(f"{self.name}: eps must be positive and finite; received eps={eps!r}")
-        if not _is_real(momentum) or not 0 <= momentum <= 1:
-            raise ValueError(f"{self.name}: momentum must be in [0, 1]; received momentum={momentum!r}")
-        self.eps, self.momentum = float(eps), float(momentum)
+        self.eps, self.momentum = check_eps(eps, self.name), check_momentum(momentum, self.name)
         dtype = float_dtype(dtype, self.name)
         C = self.num_features
         self.weight = new_parameter((C,), dtype, "weight", fill=1.0)
@@ -86,12 +107,7 @@ class BatchNorm2d(Layer):
         y, cache = batch_norm2d_forward(x, self.weight.value, self.bias.value, self.running_mean.value,
                                         self.running_var.value, train=train, eps=self.eps)
         if train:
-            count = x.shape[0] * x.shape[2] * x.shape[3]
-            mean, var = update_running_stats(self.running_mean.value, self.running_var.value,
-                                             cache, count, self.momentum)
-            self.running_mean.value[...] = mean
-            self.running_var.value[...] = var
-            self.num_batches_tracked.value[...] += 1
+            record_batch(self, cache, x.shape[0] * x.shape[2] * x.shape[3])
         self._cache = cache
         return y
 
