@@ -32,6 +32,64 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+def cpu_kind() -> dict[str, Any]:
+    """Vendor, family/model numbers and the widest vector instruction set, from /proc/cpuinfo."""
+    fields = _cpuinfo()
+    flags = set(fields.get("flags", "").split())
+    isa = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"),
+                                        ("sse4_2", "SSE4.2")) if flag in flags), platform.machine())
+    extras = [f for f in ("fma", "avx512_bf16", "avx512_vnni", "amx_tile") if f in flags]
+    return {"vendor": fields.get("vendor_id", "?"), "family": fields.get("cpu family", "?"),
+            "model": fields.get("model", "?"), "isa": isa + (f" (+{', '.join(extras)})" if extras else "")}
+
+
+def blas_kernel() -> dict[str, Any]:
+    """The kernel OpenBLAS chose for this CPU (threadpoolctl's "architecture", else openblas_get_corename())
+    and the OPENBLAS_CORETYPE override, if any."""
+    kernel, source = None, None
+    try:
+        import threadpoolctl
+        for pool in threadpoolctl.threadpool_info():
+            if pool.get("internal_api") == "openblas" and pool.get("architecture"):
+                kernel, source = pool["architecture"], f"threadpoolctl {threadpoolctl.__version__}"
+                break
+    except ImportError:
+        pass
+    if kernel is None:
+        kernel, source = _corename_by_ctypes()
+    return {"blas_kernel": kernel, "blas_kernel_source": source,
+            "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE")}
+
+
+def _corename_by_ctypes() -> tuple[str | None, str | None]:
+    for path in _loaded_blas_libraries():
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol in ("openblas_get_corename", "openblas_get_corename64_", "scipy_openblas_get_corename64_",
+                       "scipy_openblas_get_corename"):
+            getter = getattr(library, symbol, None)
+            if getter is not None:
+                getter.restype = ctypes.c_char_p
+                return getter().decode(), f"{symbol}()"
+    return None, None
+
+
 def usable_cpus() -> int:
     """CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
@@ -148,6 +206,8 @@ def machine_info(device: str, torch: Any | None) -> dict[str, Any]:
         "blas": blas_name(),
         "blas_threads": threads,
         "blas_threads_source": threads_source,
+        **blas_kernel(),
+        "cpu_kind": cpu_kind(),
         "xpnet": xpnet.__version__,
         "xpnet_git": git_revision(),
         "torch": None if torch is None else torch.__version__,

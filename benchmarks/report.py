@@ -66,6 +66,17 @@ def ratio_cell(case: dict[str, Any], cpus: int = 1) -> str:
     return f"**{case['ratio']:.2f}**" + (" ⚠" if disturbed(case, cpus) else "")
 
 
+def _cpu_lines(m: dict[str, Any]) -> list[str]:
+    """The CPU kind and the BLAS kernel, where the results record them (older files do not)."""
+    if "cpu_kind" not in m:
+        return []
+    kind = m["cpu_kind"]
+    forced = f", forced by OPENBLAS_CORETYPE={m['openblas_coretype_env']}" if m.get("openblas_coretype_env") else ""
+    return [f"- CPU kind: {kind['vendor']} family {kind['family']} model {kind['model']}, {kind['isa']}; "
+            f"OpenBLAS kernel {m.get('blas_kernel') or 'unknown'} ({m.get('blas_kernel_source') or 'not found'}"
+            f"{forced})"]
+
+
 def _header(results: dict[str, Any]) -> list[str]:
     m = results["machine"]
     torch = (f"torch {m['torch']} (`torch.set_num_threads({m['torch_threads']})`, matching numpy's "
@@ -77,6 +88,7 @@ def _header(results: dict[str, Any]) -> list[str]:
         f"- command: `{results['command']}` on {m['date_utc']}",
         f"- machine: {m['cpu_model']}, {m['logical_cpus']} logical CPUs ({m['usable_cpus']} usable), "
         f"{m['platform']}, Python {m['python']}" + (f"; GPU {m['gpu']}" if m.get("gpu") else ""),
+        *_cpu_lines(m),
         f"- software: xpnet {m['xpnet']}" + (f" (git {m['xpnet_git']})" if m["xpnet_git"] else "")
         + f" · numpy {m['numpy']} with {m['blas']} ({m['blas_threads']} threads) · {torch}",
     ]

@@ -45,7 +45,9 @@ def test_without_torch_runs_xpnet_alone_and_says_how_to_install(tiny, tmp_path, 
     assert [c["id"] for c in results["cases"]] == CASE_IDS
     machine = results["machine"]
     assert machine["torch"] is None and machine["torch_threads"] is None
-    assert {"cpu_model", "usable_cpus", "numpy", "blas", "blas_threads", "xpnet", "date_utc"} <= set(machine)
+    assert {"cpu_model", "usable_cpus", "numpy", "blas", "blas_threads", "xpnet", "date_utc", "cpu_kind",
+            "blas_kernel", "openblas_coretype_env"} <= set(machine)
+    assert machine["cpu_kind"]["isa"] and "- CPU kind: " in md and "OpenBLAS kernel " in md
     assert machine["blas_threads"] >= 1
     assert list(results["gemm_peak_gflops"]) == ["numpy"] and len(results["gemm_peak_runs"]) == 2
     assert results["gemm_peak_gflops"]["numpy"] == max(run["numpy"] for run in results["gemm_peak_runs"])
