@@ -56,6 +56,16 @@ def check(case, other):
         assert_parity(array, theirs[name][0], kind, name, other)
 
 
+def weighted(y, dx, dw, db, with_bias):
+    """The entries of an op with a weight and an optional bias; db must be None without one."""
+    out = {"y": (y, "fwd"), "dx": (dx, "bwd"), "dw": (dw, "bwd")}
+    if with_bias:
+        out["db"] = (db, "bwd")
+    else:
+        assert db is None
+    return out
+
+
 def normal(shape, dtype, seed=0, scale=1.0):
     return (numpy.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
 
@@ -116,6 +126,44 @@ def test_im2col_and_col2im_are_exact(other, batch_last, kernel, stride, pads, di
     check(case, other)
 
 
+CONV_TRANSPOSE = [  # x shape, weight shape, with bias, stride, padding, output_padding, groups, dilation
+    pytest.param((2, 4, 4, 5), (4, 3, 3, 3), True, 2, 1, 1, 2, 1, id="stride2-pad1-outpad1-groups2"),
+    pytest.param((2, 3, 5, 5), (3, 2, 3, 3), True, 1, 0, 0, 1, 1, id="3x3"),
+    pytest.param((1, 2, 4, 3), (2, 3, 2, 3), False, (2, 3), 0, (1, 2), 1, 1, id="outpad-past-padding-no-bias"),
+    pytest.param((2, 2, 5, 4), (2, 2, 3, 2), True, 1, (1, 2), 1, 1, 2, id="dilation2-pad1x2-outpad1"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("x_shape, w_shape, with_bias, stride, padding, output_padding, groups, dilation",
+                         CONV_TRANSPOSE)
+def test_conv_transpose2d(other, dtype, x_shape, w_shape, with_bias, stride, padding, output_padding, groups,
+                          dilation):
+    x, w = normal(x_shape, dtype, 1), normal(w_shape, dtype, 2)
+    b = normal(w_shape[1] * groups, dtype, 3) if with_bias else None
+    geometry = (stride, padding, output_padding, groups, dilation)
+    dy = normal(ops.conv_transpose2d_forward(x, w, b, *geometry)[0].shape, dtype, 4)
+
+    def case(xp):
+        y, cache = ops.conv_transpose2d_forward(xp.asarray(x), xp.asarray(w), None if b is None else xp.asarray(b),
+                                                *geometry)
+        return weighted(y, *ops.conv_transpose2d_backward(xp.asarray(dy), cache), with_bias)
+    check(case, other)
+
+
+def test_conv_transpose2d_in_batch_chunks(other):
+    x, w, b = normal((5, 3, 4, 4), F32, 1), normal((3, 2, 3, 3), F32, 2), normal(2, F32, 3)
+    dy = normal((5, 2, 9, 9), F32, 4)
+    budget = 2 * 9 * 16 * 4 * 2  # two samples per GEMM + col2im pass
+
+    def case(xp):
+        y, cache = ops.conv_transpose2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), 2,
+                                                max_workspace_bytes=budget)
+        assert cache.chunk == 2
+        return weighted(y, *ops.conv_transpose2d_backward(xp.asarray(dy), cache), True)
+    check(case, other)
+
+
 # --- pooling, reshapes, dropout: exact on integer-valued inputs ---------------------------------------
 POOLS = [  # kernel, stride, padding
     pytest.param(2, None, 0, id="2"), pytest.param(3, 2, 1, id="3/2-pad1"),
@@ -165,6 +213,32 @@ def test_global_avg_pool_is_exact(other, keepdims):
     check(case, other)
 
 
+@pytest.mark.parametrize("output_size", [pytest.param((4, 3), id="2x2-tiles"), pytest.param((None, 3), id="keep-H"),
+                                         pytest.param((2, 3), id="4x2-tiles")])
+def test_adaptive_avg_pool_uniform_bins_are_exact(other, output_size):
+    x = integers((2, 3, 8, 6), F32)  # tiles of 2, 4 or 8 pixels: every mean of integers is exact
+    dy = integers(ops.adaptive_avg_pool2d_forward(x, output_size)[0].shape, F32, 5)
+
+    def case(xp):
+        y, cache = ops.adaptive_avg_pool2d_forward(xp.asarray(x), output_size)
+        return {"y": (y, "exact"), "dx": (ops.adaptive_avg_pool2d_backward(xp.asarray(dy), cache), "exact")}
+    check(case, other)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output_size", [pytest.param((3, 4), id="non-uniform"), pytest.param(1, id="global"),
+                                         pytest.param((11, 4), id="overlapping-bins-taller"),
+                                         pytest.param((5, None), id="non-uniform-keep-W")])
+def test_adaptive_avg_pool(other, dtype, output_size):
+    x = normal((2, 3, 7, 6), dtype, 1)
+    dy = normal(ops.adaptive_avg_pool2d_forward(x, output_size)[0].shape, dtype, 5)
+
+    def case(xp):
+        y, cache = ops.adaptive_avg_pool2d_forward(xp.asarray(x), output_size)
+        return {"y": (y, "fwd"), "dx": (ops.adaptive_avg_pool2d_backward(xp.asarray(dy), cache), "bwd")}
+    check(case, other)
+
+
 def test_flatten_and_upsample_are_exact(other):
     x, dy_up = integers((2, 3, 4, 5), F32), integers((2, 3, 8, 15), F32, 5)
 
@@ -185,6 +259,21 @@ def test_dropout_with_a_host_mask(other, p, kind):
         y, cache = ops.dropout_forward(xp.asarray(x), p, mask=mask)
         drawn, _ = ops.dropout_forward(xp.asarray(x), p, rng=numpy.random.default_rng(3))  # same seed, same mask
         return {"y": (y, kind), "drawn": (drawn, kind), "dx": (ops.dropout_backward(xp.asarray(dy), cache), kind)}
+    check(case, other)
+
+
+@pytest.mark.parametrize("p, kind", [(0.5, "exact"), (0.3, "fwd")])
+def test_dropout2d_with_a_host_mask(other, p, kind):
+    x, dy = integers((3, 4, 2, 5), F32), integers((3, 4, 2, 5), F32, 5)
+    mask = ops.dropout_mask((3, 4), p, numpy.random.default_rng(3))  # one per (sample, channel)
+
+    def case(xp):
+        y, cache = ops.dropout2d_forward(xp.asarray(x), p, mask=mask)
+        drawn, _ = ops.dropout2d_forward(xp.asarray(x), p, rng=numpy.random.default_rng(3))  # same seed, same mask
+        same, none = ops.dropout2d_forward(xp.asarray(x), p, mask=mask, train=False)  # identity in evaluation
+        assert none is None
+        return {"y": (y, kind), "drawn": (drawn, kind), "dx": (ops.dropout2d_backward(xp.asarray(dy), cache), kind),
+                "eval": (same, "exact"), "eval dx": (ops.dropout2d_backward(xp.asarray(dy), none), "exact")}
     check(case, other)
 
 
@@ -228,13 +317,7 @@ def test_linear(other, dtype, with_bias):
 
     def case(xp):
         y, cache = ops.linear_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b) if with_bias else None)
-        dx, dw, db = ops.linear_backward(xp.asarray(dy), cache)
-        out = {"y": (y, "fwd"), "dx": (dx, "bwd"), "dw": (dw, "bwd")}
-        if with_bias:
-            out["db"] = (db, "bwd")
-        else:
-            assert db is None
-        return out
+        return weighted(y, *ops.linear_backward(xp.asarray(dy), cache), with_bias)
     check(case, other)
 
 
@@ -254,6 +337,33 @@ def test_batch_norm2d(other, dtype, train):
             new_mean, new_var = ops.update_running_stats(xp.asarray(mean), xp.asarray(var), cache, 100)
             out.update(running_mean=(new_mean, "fwd"), running_var=(new_var, "fwd"))
         return out
+    check(case, other)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("normalized_shape", [pytest.param(5, id="last-axis"), pytest.param((3, 5), id="last-two")])
+def test_layer_norm(other, dtype, normalized_shape):
+    x, dy = normal((4, 3, 5), dtype, 1, scale=2) + 1, normal((4, 3, 5), dtype, 2)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+    weight, bias = normal(shape, dtype, 3), normal(shape, dtype, 4)
+
+    def case(xp):
+        y, cache = ops.layer_norm_forward(xp.asarray(x), normalized_shape, xp.asarray(weight), xp.asarray(bias))
+        dx, dweight, dbias = ops.layer_norm_backward(xp.asarray(dy), cache)
+        return {"y": (y, "fwd"), "dx": (dx, "bwd"), "dweight": (dweight, "bwd"), "dbias": (dbias, "bwd")}
+    check(case, other)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("num_groups", [1, 3, 6])
+def test_group_norm(other, dtype, num_groups):
+    x, dy = normal((2, 6, 4, 3), dtype, 1, scale=2) + 1, normal((2, 6, 4, 3), dtype, 2)
+    weight, bias = normal(6, dtype, 3), normal(6, dtype, 4)
+
+    def case(xp):
+        y, cache = ops.group_norm_forward(xp.asarray(x), num_groups, xp.asarray(weight), xp.asarray(bias))
+        dx, dweight, dbias = ops.group_norm_backward(xp.asarray(dy), cache)
+        return {"y": (y, "fwd"), "dx": (dx, "bwd"), "dweight": (dweight, "bwd"), "dbias": (dbias, "bwd")}
     check(case, other)
 
 
@@ -348,6 +458,15 @@ LAYERS = {  # constructor, per-sample input shape, kind of the forward output (e
     "tanh": (lambda: L.Tanh(), (5,), "fwd"),
     "softmax": (lambda: L.Softmax(), (5,), "fwd"),
     "gelu": (lambda: L.GELU(), (5,), "fwd"),
+    "conv_transpose2d": (lambda: L.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+                         (4, 4, 5), "fwd"),
+    "adaptive_avg_pool2d": (lambda: L.AdaptiveAvgPool2d((3, 4)), (2, 7, 6), "fwd"),
+    "adaptive_avg_pool2d_uniform": (lambda: L.AdaptiveAvgPool2d((3, 2)), (2, 6, 8), "exact"),
+    "identity": (lambda: L.Identity(), (3, 4), "exact"),
+    "dropout2d": (lambda: L.Dropout2d(0.5), (3, 4, 4), "exact"),
+    "batch_norm1d": (lambda: L.BatchNorm1d(3), (3, 5), "fwd"),
+    "layer_norm": (lambda: L.LayerNorm((3, 4)), (2, 3, 4), "fwd"),
+    "group_norm": (lambda: L.GroupNorm(2, 4), (4, 3, 3), "fwd"),
 }
 
 
