@@ -549,3 +549,19 @@ def test_backward_rejects_dy_of_the_wrong_shape(xp, rng, dy_shape, budget):
     with pytest.raises(xpnet.ShapeError, match=r"expects dy of the forward output's shape \(3, 3, 3, 3\), got"):
         conv2d_backward(dy_dev, cache)
     numpy.testing.assert_array_equal(host(dy_dev), dy)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_tiny_weight_gradient_summed_in_blocks_equals_one_product(xp, rng, dtype):
+    """LeNet's first layer (6 x 25 weights, 31,360 columns: 30 blocks and a tail) goes through
+    the blocked weight gradient on the CPU; it must equal the one-product reference."""
+    x = rng.standard_normal((40, 1, 28, 28)).astype(dtype)
+    w = rng.standard_normal((6, 1, 5, 5)).astype(dtype)
+    dy = rng.standard_normal((40, 6, 28, 28)).astype(dtype)
+    _, cache = conv2d_forward(xp.asarray(x), xp.asarray(w), None, 1, 2)
+    _, dweight, _ = conv2d_backward(xp.asarray(dy), cache, need_input_grad=False)
+    cols = conv_module._grouped_cols(x, ((1, 1), ((2, 2), (2, 2)), (1, 1), 1), (5, 5))  # (1, 25, N*28*28)
+    dy_g = dy.transpose(1, 0, 2, 3).reshape(1, 6, -1)  # (N, 6, 28, 28) -> (1, 6, N*28*28)
+    expected = numpy.matmul(dy_g, cols.swapaxes(1, 2)).reshape(w.shape)
+    assert conv_module.SPLIT_WEIGHT_GRAD_MAX >= 6 * 25 and cols.shape[2] // conv_module.SPLIT_WEIGHT_GRAD_BLOCK >= 8
+    assert_blas_close(dweight, expected, reduction_length=cols.shape[2])

@@ -153,7 +153,7 @@ class BatchNorm1d(Layer):
 
     def backward(self, dy: Array) -> Array:
         cache = self._cached()
-        dx, dgamma, dbeta = batch_norm2d_backward(dy.reshape(cache.xhat.shape), cache)  # (N, C[, L]) -> 4-D
+        dx, dgamma, dbeta = batch_norm2d_backward(dy.reshape(cache.centered.shape), cache)  # (N, C[, L]) -> 4-D
         if self.affine:
             self.weight.grad += dgamma
             self.bias.grad += dbeta

@@ -23,14 +23,14 @@ from ._args import check_float
 
 
 class BatchNormCache(NamedTuple):
-    """Normalised input and scale of the forward pass, plus the batch statistics."""
+    """The centred input and scale of the forward pass, plus the batch statistics."""
 
-    xhat: Array
-    inv_std: Array      # (1, C, 1, 1)
+    centered: Array     # training: x - mean, (N, C, H, W), so xhat = centered * inv_std; evaluation: x
+    inv_std: Array      # (C,)
     gamma: Array
     train: bool
-    batch_mean: Array | None
-    batch_var: Array | None  # biased
+    batch_mean: Array | None  # evaluation: the running mean used
+    batch_var: Array | None   # biased; None in evaluation
 
 
 def check_batchnorm_input(x: Array, num_features: int, who: str = "batch_norm2d") -> None:
@@ -40,44 +40,81 @@ def check_batchnorm_input(x: Array, num_features: int, who: str = "batch_norm2d"
         raise ShapeError(f"{who} expects input (N, {num_features}, H, W), got shape {tuple(x.shape)}")
 
 
+def _channel_sums(a: Array, b: Array | None = None) -> Array:
+    """Per channel of (N, C, L) arrays: sum of a, or of a * b, as (C,) without a temporary of a's size.
+
+    The sums over L are BLAS dot products (vectorised, with several partial sums, so as accurate
+    as numpy's pairwise sum); the N partial results are then added.
+    """
+    xp = get_xp(a)
+    if b is None:
+        return xp.matmul(a, xp.ones(a.shape[2], dtype=a.dtype)).sum(axis=0)  # (N, C, L) @ (L,) -> (N, C) -> (C,)
+    return xp.matmul(a[:, :, None, :], b[:, :, :, None]).sum(axis=0)[:, 0, 0]  # (N, C, 1, 1) -> (C, 1, 1) -> (C,)
+
+
+def _affine(a: Array, scale: Array, shift: Array) -> Array:
+    """a * scale + shift per channel of (N, C, L), in two passes over one new array."""
+    xp = get_xp(a)
+    out = xp.multiply(a, scale.reshape(1, -1, 1))  # (C,) -> (1, C, 1)
+    out += shift.reshape(1, -1, 1)
+    return out
+
+
 def batch_norm2d_forward(x: Array, gamma: Array, beta: Array, running_mean: Array, running_var: Array,
                          train: bool = True, eps: float = 1e-5) -> tuple[Array, BatchNormCache]:
-    """y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel; batch statistics when ``train``."""
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel; batch statistics when ``train``.
+
+    Three passes over the data in training (the sum, the centring with the sum of squares
+    read from it, the affine output), one in evaluation: y = x * scale + shift per channel.
+    """
     check_batchnorm_input(x, gamma.shape[0])
     if any(a.dtype != x.dtype for a in (gamma, beta, running_mean, running_var)):
         raise DTypeError(f"batch_norm2d input and parameters must share one dtype; got input {x.dtype}, "
                          f"gamma {gamma.dtype}, running_var {running_var.dtype}")
     xp = get_xp(x, gamma, beta, running_mean, running_var)
-    C = x.shape[1]
-    if train:
-        if x.shape[0] * x.shape[2] * x.shape[3] < 2:
-            raise ShapeError(f"batch_norm2d needs more than one value per channel in training, "
-                             f"got input shape {tuple(x.shape)}")
-        mean = x.mean(axis=(0, 2, 3))
-        var = x.var(axis=(0, 2, 3))
-    else:
-        mean, var = running_mean, running_var
-    inv_std = 1 / xp.sqrt(var.reshape(1, C, 1, 1) + eps)  # (1, C, 1, 1)
-    xhat = (x - mean.reshape(1, C, 1, 1)) * inv_std
-    y = xhat * gamma.reshape(1, C, 1, 1) + beta.reshape(1, C, 1, 1)
-    stats = (mean, var) if train else (None, None)
-    return y, BatchNormCache(xhat, inv_std, gamma, train, *stats)
+    N, C = x.shape[:2]
+    M = N * x.shape[2] * x.shape[3]
+    flat = x.reshape(N, C, -1)  # (N, C, H, W) -> (N, C, H*W)
+    if not train:
+        inv_std = 1 / xp.sqrt(running_var + eps)
+        scale = gamma * inv_std
+        y = _affine(flat, scale, beta - running_mean * scale)
+        cache = BatchNormCache(x, inv_std, gamma, False, running_mean, None)  # inference never centres x
+        return y.reshape(x.shape), cache  # (N, C, H*W) -> (N, C, H, W)
+    if M < 2:
+        raise ShapeError(f"batch_norm2d needs more than one value per channel in training, "
+                         f"got input shape {tuple(x.shape)}")
+    mean = _channel_sums(flat) / M
+    centered = flat - mean.reshape(1, C, 1)  # (C,) -> (1, C, 1)
+    var = _channel_sums(centered, centered) / M  # two-pass: no cancellation for large means
+    inv_std = 1 / xp.sqrt(var + eps)
+    y = _affine(centered, gamma * inv_std, beta)
+    cache = BatchNormCache(centered.reshape(x.shape), inv_std, gamma, True, mean, var)
+    return y.reshape(x.shape), cache  # (N, C, H*W) -> (N, C, H, W)
 
 
 def batch_norm2d_backward(dy: Array, cache: BatchNormCache) -> tuple[Array, Array, Array]:
-    """``(dx, dgamma, dbeta)`` of batch normalisation."""
-    xhat, inv_std, gamma = cache.xhat, cache.inv_std, cache.gamma
-    C = gamma.shape[0]
-    dbeta = dy.sum(axis=(0, 2, 3))
-    dgamma = (dy * xhat).sum(axis=(0, 2, 3))
-    g = dy * gamma.reshape(1, C, 1, 1)
-    if not cache.train:
-        return g * inv_std, dgamma, dbeta
-    M = dy.shape[0] * dy.shape[2] * dy.shape[3]
-    g_sum = g.sum(axis=(0, 2, 3), keepdims=True)
-    gx_sum = (g * xhat).sum(axis=(0, 2, 3), keepdims=True)
-    dx = inv_std / M * (M * g - g_sum - xhat * gx_sum)
-    return dx, dgamma, dbeta
+    """``(dx, dgamma, dbeta)`` of batch normalisation.
+
+    In training dx is affine in dy and the centred input per channel,
+    ``dx = k1 * dy + k2 * centered + k3`` with k1 = gamma s, k2 = -gamma s^3 sum(dy centered) / M
+    and k3 = -gamma s sum(dy) / M (s = inv_std): the module docstring's formula, expanded.
+    """
+    centered, inv_std, gamma = cache.centered, cache.inv_std, cache.gamma
+    N, C = dy.shape[:2]
+    M = N * dy.shape[2] * dy.shape[3]
+    dy_flat = dy.reshape(N, C, -1)  # (N, C, H, W) -> (N, C, H*W)
+    c_flat = centered.reshape(N, C, -1)  # (N, C, H, W) -> (N, C, H*W)
+    dbeta = _channel_sums(dy_flat)
+    dy_c = _channel_sums(dy_flat, c_flat)  # sum(dy * centered); in evaluation sum(dy * x)
+    if not cache.train:  # y is affine in x: dx = gamma s dy, dgamma = s sum(dy (x - running_mean))
+        dgamma = (dy_c - cache.batch_mean * dbeta) * inv_std
+        return (dy_flat * (gamma * inv_std).reshape(1, C, 1)).reshape(dy.shape), dgamma, dbeta  # (C,) -> (1, C, 1)
+    dgamma = dy_c * inv_std
+    k1 = gamma * inv_std
+    dx = _affine(dy_flat, k1, -k1 * dbeta / M)
+    dx -= c_flat * (k1 * inv_std * inv_std * dy_c / M).reshape(1, C, 1)  # (C,) -> (1, C, 1)
+    return dx.reshape(dy.shape), dgamma, dbeta  # (N, C, H*W) -> (N, C, H, W)
 
 
 def update_running_stats(running_mean: Array, running_var: Array, cache: BatchNormCache,
