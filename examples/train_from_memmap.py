@@ -5,11 +5,13 @@
     python examples/train_from_memmap.py --images big.npy --labels big-labels.npy
 
 ``fit``, ``evaluate`` and ``predict`` take any indexable of samples with ``len()``. That can be
-a ``numpy.memmap`` (``numpy.load(path, mmap_mode="r")``), as here, an h5py dataset, or an object
-of your own whose ``x[i]`` returns one sample. They read one batch at a time, so the data may be
-far larger than memory. Labels are small and are read into memory. With
-``--dataset-object``, the images go through a minimal dataset class instead. The class reads
-from the same file, sample by sample, which is the protocol for data that lives anywhere.
+a ``numpy.memmap`` (``numpy.load(path, mmap_mode="r")``), an h5py dataset, or an object of your
+own whose ``x[i]`` returns one sample. They read one batch at a time, so the data may be far larger
+than memory. Labels are small and are read into memory. Here the uint8 images stay in a memmap.
+A ten-line class around it (``ScaledImages``) scales each batch to float32 in [0, 1] as it is
+read, taking the index array ``fit`` asks for in one call. With ``--dataset-object``, a class
+that returns one sample at a time (``ImageFile``) is used instead. That is the whole protocol
+for data that lives anywhere.
 """
 
 from __future__ import annotations

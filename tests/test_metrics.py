@@ -101,3 +101,47 @@ def test_evaluate_and_fit_report_the_metrics_of_the_whole_set(device):
         assert history.history[f"val_{key}"][-1] == pytest.approx(result[key], rel=1e-9)
         assert 0 < history.history[key][-1] <= 1
     assert result["top3_accuracy"] >= result["accuracy"]
+
+
+def test_ties_rank_as_argmax_breaks_them_so_top1_is_accuracy(rng):
+    scores = numpy.zeros((6, 4))  # every class tied: argmax says class 0
+    labels = numpy.array([0, 1, 2, 3, 0, 1])
+    assert metrics.top_k_hits(scores, labels, 1).tolist() == [True, False, False, False, True, False]
+    assert metrics.top_k_hits(scores, labels, 2).tolist() == [True, True, False, False, True, True]
+    assert metrics.top_k_hits(scores, labels, 1).sum() == metrics.correct_count(scores, labels)
+    rounded = numpy.round(rng.standard_normal((200, 5)))  # many ties
+    y = rng.integers(0, 5, 200)
+    assert metrics.top_k_hits(rounded, y, 1).sum() == metrics.correct_count(rounded, y)
+
+
+@pytest.mark.parametrize("names, outputs, message", [
+    (["accuracy"], 1, r"metric 'accuracy' needs at least 2 outputs per sample, but the model gives 1; use "
+                      r"'binary_accuracy' for one logit per sample"),
+    (["macro_f1"], 1, r"metric 'macro_f1' needs at least 2 outputs"),
+    (["top_k_accuracy"], 5, r"metric 'top_k_accuracy' needs at least 6 outputs per sample, but the model gives 5"),
+])
+def test_metrics_that_mean_nothing_for_the_model_are_refused(names, outputs, message):
+    with pytest.raises(ValueError, match=message):
+        metrics.check_outputs(names, outputs)
+    metrics.check_outputs(names, 10)
+
+
+def test_fit_refuses_accuracy_of_one_logit_before_training():
+    import xpnet
+    from xpnet import layers as L
+    model = xpnet.Sequential(L.Flatten(), L.Linear(784, 1)).compile("sgd", "binary_cross_entropy", ["accuracy"])
+    x, y = train_slice(8)
+    before = [p.value.copy() for p in model.parameters()]
+    with pytest.raises(ValueError, match="use 'binary_accuracy'"):
+        model.fit(x, (y % 2).astype(numpy.float32).reshape(-1, 1), verbose=0)
+    assert all((p.value == b).all() for p, b in zip(model.parameters(), before))
+
+
+def test_confusion_matrix_takes_one_hot_and_refuses_fractional_labels():
+    y = numpy.array([0, 2, 1, 2])
+    numpy.testing.assert_array_equal(metrics.confusion_matrix(numpy.eye(3)[y], y), metrics.confusion_matrix(y, y))
+    numpy.testing.assert_array_equal(metrics.confusion_matrix(y.astype(float), y), metrics.confusion_matrix(y, y))
+    with pytest.raises(ValueError, match=r"y_true must hold whole-number labels; found 1\.7"):
+        metrics.confusion_matrix(numpy.array([0.0, 1.7]), numpy.array([0, 1]))
+    with pytest.raises(ValueError, match="num_classes must be a positive int; received 0"):
+        metrics.confusion_matrix(y, y, num_classes=0)

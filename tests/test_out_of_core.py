@@ -96,9 +96,8 @@ def test_a_nan_sample_is_reported_when_its_batch_is_read():
     x, y = train_slice(64)
     x = x.copy()
     x[40, 0, 3, 3] = numpy.nan
-    with pytest.raises(ValueError, match=r"fit: input x \(the batch starting at sample \d+\) contains NaN "
-                                         r"\(1 values; first at index \(\d+, 0, 3, 3\)\)"):
-        tiny().fit(OneAtATime(x), y, epochs=1, batch_size=64, shuffle=False, verbose=0)
+    with pytest.raises(ValueError, match=r"fit: input x contains NaN: sample 40, at \(0, 3, 3\) within the sample"):
+        tiny().fit(OneAtATime(x), y, epochs=1, batch_size=16, verbose=0)  # shuffled: sample 40 is anywhere
 
 
 def test_samples_of_another_shape_are_refused_naming_both():
@@ -122,3 +121,43 @@ def test_memmap_example_trains_from_disk():
     objects = run_script(EXAMPLES / "train_from_memmap.py", "--epochs", "1", "--limit", "300", "--dataset-object")
     assert objects.returncode == 0, objects.stderr
     assert objects.stdout.splitlines()[-1].split(";")[1] == result.stdout.splitlines()[-1].split(";")[1]
+
+
+def test_validation_split_reads_each_sample_once_per_epoch():
+    """The split is a lazy subset: nothing is copied out of the source when fit starts."""
+    x, y = train_slice(96)
+    source = OneAtATime(x)
+    tiny().fit(source, y, epochs=1, batch_size=32, validation_split=0.25, verbose=0)
+    assert sorted(source.reads[-96:]) == list(range(96))  # 72 training and 24 validation samples, once each
+    assert len(source.reads) <= 96 + 2
+
+
+class WholeArrayOnRequest(IncreasingBatches):
+    """Like an h5py dataset: it could turn itself into one array, which must not be asked."""
+
+    def __array__(self, dtype=None, copy=None):
+        raise AssertionError("the whole dataset was read")
+
+
+def test_objects_that_could_convert_whole_are_still_read_by_batch():
+    x, y = train_slice(64)
+    source = WholeArrayOnRequest(x)
+    model = tiny()
+    model.fit(source, y, epochs=1, batch_size=32, verbose=0)
+    numpy.testing.assert_array_equal(model.predict(source, batch_size=32), model.predict(x, batch_size=32))
+
+
+def test_empty_reads_and_subsets_keep_the_sample_shape():
+    x, _ = train_slice(8)
+    samples = Samples(OneAtATime(x), "fit")
+    assert samples[numpy.array([], dtype=int)].shape == (0, 1, 28, 28)
+    empty = samples.subset(slice(8, 8))
+    assert len(empty) == 0 and empty.shape == (0, 1, 28, 28) and empty[:].shape == (0, 1, 28, 28)
+
+
+def test_a_dataset_of_pairs_is_refused_with_what_to_do():
+    x, y = train_slice(8)
+    pairs = OneAtATime([(x[i], y[i]) for i in range(8)])
+    with pytest.raises(TypeError, match=r"fit: x\[i\] must return one sample \(an array\), got a tuple of 2; "
+                                        r"for a dataset of \(image, label\) pairs, pass the images as x"):
+        tiny().fit(pairs, y, verbose=0)

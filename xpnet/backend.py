@@ -200,6 +200,11 @@ def _module_of(array: Any) -> ModuleType | None:
     return getattr(array, "__xpnet_array_module__", None)
 
 
+def is_array(obj: Any) -> bool:
+    """True for a numpy, cupy or test-backend array (what :func:`to_numpy` copies in one piece)."""
+    return _module_of(obj) is not None
+
+
 def get_xp(*arrays: Any) -> ModuleType:
     """The array module of the given arrays; None entries and Python scalars are skipped.
 

@@ -8,12 +8,13 @@ with their count and first index.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
 import numpy
 
-from .backend import to_numpy
+from .backend import is_array, to_numpy
 from .errors import DTypeError, ShapeError
 from .losses import LOSSES
 from .model import Network, describe_sample_shape
@@ -76,10 +77,15 @@ class Samples:
     for NaN and infinity as it is read, with the index of the first bad sample.
     """
 
-    def __init__(self, data: Any, what: str, finite: bool = True, rows: numpy.ndarray | None = None) -> None:
+    def __init__(self, data: Any, what: str, finite: bool = True) -> None:
         self.data, self.what, self.finite = data, what, finite
-        self.rows = numpy.arange(len(data)) if rows is None else rows
-        first = numpy.asarray(data[int(self.rows[0])]) if len(self.rows) else numpy.zeros(0)
+        self.rows = numpy.arange(len(data))
+        sample = data[0]
+        if isinstance(sample, (tuple, list)):
+            raise TypeError(f"{what}: x[i] must return one sample (an array), got a {type(sample).__name__} of "
+                            f"{len(sample)}; for a dataset of (image, label) pairs, pass the images as x and the "
+                            "labels as y")
+        first = numpy.asarray(sample)
         self.shape, self.dtype = (len(self.rows), *first.shape), first.dtype
         self.batched = isinstance(data, numpy.ndarray) or self._reads_batches(first)
 
@@ -99,11 +105,16 @@ class Samples:
 
     def subset(self, rows: numpy.ndarray | slice) -> Samples:
         """The samples at ``rows`` of these (nothing read)."""
-        return Samples(self.data, self.what, self.finite, self.rows[rows])
+        part = copy.copy(self)
+        part.rows = self.rows[rows]
+        part.shape = (len(part.rows), *self.shape[1:])
+        return part
 
     def __getitem__(self, index: numpy.ndarray | slice) -> numpy.ndarray:
         """Read the samples at ``index`` (an index array or a slice) into one host array (N, ...)."""
         rows = self.rows[index]
+        if not len(rows):
+            return numpy.zeros((0, *self.shape[1:]), self.dtype)
         if self.batched:
             order = numpy.argsort(rows, kind="stable")
             batch = numpy.asarray(self.data[rows[order]])[numpy.argsort(order, kind="stable")]  # back to `rows` order
@@ -112,9 +123,17 @@ class Samples:
         if batch.shape[1:] != self.shape[1:]:
             raise ShapeError(f"{self.what}: samples read from x have shape {batch.shape[1:]}, but the first sample "
                              f"has shape {self.shape[1:]}")
-        if self.finite:
-            check_finite(batch, f"{self.what}: input x (the batch starting at sample {int(rows[0])})")
+        if self.finite and batch.dtype.kind == "f" and not numpy.isfinite(batch).all():
+            self._refuse_nonfinite(batch, rows)
         return batch
+
+    def _refuse_nonfinite(self, batch: numpy.ndarray, rows: numpy.ndarray) -> None:
+        """ValueError naming the first sample of ``batch`` with NaN or infinity, and where in it."""
+        i = int(numpy.argmax(~numpy.isfinite(batch.reshape(len(batch), -1)).all(axis=1)))  # (n, size) -> (n,)
+        sample = batch[i]
+        kind = "NaN" if numpy.isnan(sample).any() else "infinity"
+        where = _first_bad(~numpy.isfinite(sample))
+        raise ValueError(f"{self.what}: input x contains {kind}: sample {int(rows[i])}, at {where} within the sample")
 
 
     def _stack(self, rows: numpy.ndarray) -> numpy.ndarray:
@@ -124,7 +143,7 @@ class Samples:
             if part.shape != self.shape[1:]:
                 raise ShapeError(f"{self.what}: sample {int(i)} of x has shape {part.shape}, but the first sample "
                                  f"has shape {self.shape[1:]}")
-        return numpy.stack(parts) if parts else numpy.zeros((0, *self.shape[1:]), self.dtype)
+        return numpy.stack(parts)
 
 
 def rows_of(x: numpy.ndarray | Samples, rows: numpy.ndarray | slice) -> numpy.ndarray | Samples:
@@ -136,11 +155,11 @@ def _as_samples(x: Any, what: str, finite: bool) -> numpy.ndarray | Samples:
     """In-memory arrays as they are; memmaps and other indexables as :class:`Samples` (read by batch)."""
     if isinstance(x, numpy.ndarray) and not isinstance(x, numpy.memmap):
         return x
-    if isinstance(x, numpy.memmap) or (hasattr(x, "__len__") and hasattr(x, "__getitem__")
-                                       and not isinstance(x, (list, tuple)) and not hasattr(x, "__array__")):
+    if isinstance(x, numpy.memmap) or (not is_array(x) and not isinstance(x, (list, tuple))
+                                       and hasattr(x, "__len__") and hasattr(x, "__getitem__")):
         if len(x) == 0:
             raise ValueError(f"{what} got 0 samples")
-        return Samples(x, what, finite)
+        return Samples(x, what, finite)  # h5py/zarr datasets too, though they could convert themselves whole
     return to_numpy(x)
 
 

@@ -7,7 +7,8 @@ once per log:
     accuracy            correct / n        (argmax of the outputs against the label or one-hot target)
     binary_accuracy     mean over samples of the share of correct 0/1 decisions (logit > 0)
     top_k_accuracy      samples whose label is among the k highest outputs / n (k=5; also
-                        "top3_accuracy" etc.). A tie with the k-th score counts as a hit.
+                        "top3_accuracy" etc.). Ties rank as argmax breaks them (the lower
+                        index first), so top-1 accuracy equals accuracy.
     macro_precision     mean over classes c of TP_c / (TP_c + FP_c)
     macro_recall        mean over classes c of TP_c / (TP_c + FN_c)
     macro_f1            mean over classes c of 2 P_c R_c / (P_c + R_c)
@@ -35,11 +36,13 @@ __all__ = ["Metric", "get_metric", "METRICS", "confusion_matrix", "precision_rec
 @dataclass(frozen=True)
 class Metric:
     """``batch(outputs, target)``: device counts for one batch, ``size(k)`` of them for k outputs;
-    ``result(totals, n)``: the metric from the counts summed over ``n`` samples."""
+    ``result(totals, n)``: the metric from the counts summed over ``n`` samples; ``min_outputs``:
+    the fewest outputs per sample it means anything for (checked by :func:`check_outputs`)."""
 
     batch: Callable[[Array, Array], Array]
     size: Callable[[int], int]
     result: Callable[[numpy.ndarray, int], float]
+    min_outputs: int = 1
 
 
 def _labels(target: Array) -> Array:
@@ -59,11 +62,13 @@ def binary_correct_count(pred: Array, target: Array) -> Array:
 
 
 def top_k_hits(pred: Array, target: Array, k: int) -> Array:
-    """Per sample (N,), whether the label's score is among the k highest: fewer than k scores are above it."""
+    """Per sample (N,), whether the label is among the k highest outputs: fewer than k outputs rank
+    above it, where an equal output ranks above when its index is lower (as argmax breaks ties)."""
     xp = get_xp(pred, target)
-    labels = _labels(target)
-    label_score = xp.take_along_axis(pred, labels.reshape(-1, 1), axis=1)  # (N, 1)
-    return (pred > label_score).sum(axis=1) < k
+    labels = _labels(target).reshape(-1, 1)  # (N,) -> (N, 1)
+    label_score = xp.take_along_axis(pred, labels, axis=1)  # (N, 1)
+    before = xp.arange(pred.shape[1]).reshape(1, -1) < labels  # (1, K) < (N, 1) -> (N, K)
+    return ((pred > label_score) | ((pred == label_score) & before)).sum(axis=1) < k
 
 
 def confusion_counts(pred: Array, target: Array) -> Array:
@@ -74,12 +79,22 @@ def confusion_counts(pred: Array, target: Array) -> Array:
 
 
 def confusion_matrix(y_true: Array, y_pred: Array, num_classes: int | None = None) -> numpy.ndarray:
-    """(K, K) int64 host array: C[i, j] = samples with label i predicted as j. ``y_pred`` holds labels
-    (N,) or scores (N, K) whose argmax is taken; K is ``num_classes`` or 1 + the largest label."""
+    """(K, K) int64 host array: C[i, j] = samples with label i predicted as j. ``y_true`` holds
+    labels (N,) (whole numbers, as ``fit`` takes) or one-hot rows (N, K); ``y_pred`` labels (N,)
+    or scores (N, K), whose argmax is taken; K is ``num_classes`` or 1 + the largest label."""
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise ValueError(f"confusion_matrix: num_classes must be a positive int; received {num_classes!r}")
     y_true, y_pred = to_numpy(y_true), to_numpy(y_pred)
     if y_pred.ndim == 2:
         num_classes = num_classes or y_pred.shape[1]
         y_pred = y_pred.argmax(axis=1)
+    if y_true.ndim == 2:  # one-hot
+        y_true = y_true.argmax(axis=1)
+    for name, labels in (("y_true", y_true), ("y_pred", y_pred)):
+        if labels.dtype.kind == "f" and (labels != numpy.round(labels)).any():
+            raise ValueError(f"confusion_matrix: {name} must hold whole-number labels; found "
+                             f"{float(labels[labels != numpy.round(labels)][0])!r}")
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
         raise ValueError(f"confusion_matrix needs labels of shape (N,) on both sides; received {y_true.shape} "
                          f"and {y_pred.shape}")
@@ -109,20 +124,31 @@ def _macro(key: str) -> Metric:
     def result(totals: numpy.ndarray, n: int) -> float:
         k = int(round(len(totals) ** 0.5))
         return precision_recall_f1(totals.reshape(k, k))[key]  # (K * K,) -> (K, K)
-    return Metric(confusion_counts, lambda k: k * k, result)
+    return Metric(confusion_counts, lambda k: k * k, result, min_outputs=2)
 
 
-def _count(fn: Callable[[Array, Array], Array]) -> Metric:
+def _count(fn: Callable[[Array, Array], Array], min_outputs: int = 1) -> Metric:
     return Metric(lambda pred, target: fn(pred, target).reshape(1), lambda k: 1,  # () -> (1,)
-                  lambda totals, n: float(totals[0] / n))
+                  lambda totals, n: float(totals[0] / n), min_outputs)
 
 
 def _top_k(k: int) -> Metric:
-    return _count(lambda pred, target: top_k_hits(pred, target, k).sum())
+    return _count(lambda pred, target: top_k_hits(pred, target, k).sum(), min_outputs=k + 1)
+
+
+def check_outputs(names: list[str], outputs: int) -> None:
+    """ValueError when a metric means nothing for a model with ``outputs`` outputs per sample
+    (accuracy of one logit is always 1; top-5 of 5 classes too)."""
+    for name in names:
+        need = get_metric(name).min_outputs
+        if outputs < need:
+            hint = "; use 'binary_accuracy' for one logit per sample" if outputs == 1 else ""
+            raise ValueError(f"metric {name!r} needs at least {need} outputs per sample, but the model gives "
+                             f"{outputs}{hint}")
 
 
 METRICS: dict[str, Metric] = {
-    "accuracy": _count(correct_count),
+    "accuracy": _count(correct_count, min_outputs=2),
     "binary_accuracy": _count(binary_correct_count),
     "top_k_accuracy": _top_k(5),
     "macro_precision": _macro("macro_precision"),

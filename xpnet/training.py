@@ -33,7 +33,7 @@ from .errors import ModelFileError, NonFiniteError
 from .inputs import check_positive_int, check_x, check_y, is_one_sample, rows_of
 from .layers import Layer, Softmax
 from .losses import get_loss
-from .metrics import get_metric
+from .metrics import check_outputs, get_metric
 from .model import Network
 from .optim import Optimizer, get_optimizer, optimizer_from_config
 from .progress import Progress
@@ -147,6 +147,7 @@ class Sequential(Network):
     # --- input checks (all on the host, before anything touches the device) ----------
     def _prepare(self, x: Any, y: Any, what: str, finite: bool = True) -> tuple[numpy.ndarray, numpy.ndarray]:
         x, out_shape = check_x(self, x, what, finite)
+        check_outputs(self.metric_names, out_shape[0] if out_shape else 1)
         return x, check_y(self.loss_name, y, len(x), out_shape, self.dtype, what)
 
     # --- batches ------------------------------------------------------------------
@@ -169,6 +170,7 @@ class Sequential(Network):
         """The length of :meth:`_batch_stats` for samples of ``sample_shape``; remembers K, the outputs per sample."""
         out_shape = self.output_shape(tuple(sample_shape))  # (K, ...) per sample
         self._classes = out_shape[0] if out_shape else 1
+        check_outputs(self.metric_names, self._classes)
         return 1 + sum(get_metric(m).size(self._classes) for m in self.metric_names)
 
     def _metric_logs(self, totals: numpy.ndarray, n: int, prefix: str = "") -> dict[str, float]:

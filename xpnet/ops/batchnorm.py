@@ -65,7 +65,8 @@ def batch_norm2d_forward(x: Array, gamma: Array, beta: Array, running_mean: Arra
     """y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel; batch statistics when ``train``.
 
     Three passes over the data in training (the sum, the centring with the sum of squares
-    read from it, the affine output), one in evaluation: y = x * scale + shift per channel.
+    read from it, the affine output); in evaluation, y = (x - running_mean) * scale + beta in
+    three passes over one new array (centred first, so a large mean loses no precision).
     """
     check_batchnorm_input(x, gamma.shape[0])
     if any(a.dtype != x.dtype for a in (gamma, beta, running_mean, running_var)):
@@ -77,9 +78,10 @@ def batch_norm2d_forward(x: Array, gamma: Array, beta: Array, running_mean: Arra
     flat = x.reshape(N, C, -1)  # (N, C, H, W) -> (N, C, H*W)
     if not train:
         inv_std = 1 / xp.sqrt(running_var + eps)
-        scale = gamma * inv_std
-        y = _affine(flat, scale, beta - running_mean * scale)
-        cache = BatchNormCache(x, inv_std, gamma, False, running_mean, None)  # inference never centres x
+        y = flat - running_mean.reshape(1, C, 1)  # (C,) -> (1, C, 1)
+        y *= (gamma * inv_std).reshape(1, C, 1)
+        y += beta.reshape(1, C, 1)
+        cache = BatchNormCache(x, inv_std, gamma, False, running_mean, None)  # backward centres x if asked
         return y.reshape(x.shape), cache  # (N, C, H*W) -> (N, C, H, W)
     if M < 2:
         raise ShapeError(f"batch_norm2d needs more than one value per channel in training, "
@@ -106,10 +108,10 @@ def batch_norm2d_backward(dy: Array, cache: BatchNormCache) -> tuple[Array, Arra
     dy_flat = dy.reshape(N, C, -1)  # (N, C, H, W) -> (N, C, H*W)
     c_flat = centered.reshape(N, C, -1)  # (N, C, H, W) -> (N, C, H*W)
     dbeta = _channel_sums(dy_flat)
-    dy_c = _channel_sums(dy_flat, c_flat)  # sum(dy * centered); in evaluation sum(dy * x)
     if not cache.train:  # y is affine in x: dx = gamma s dy, dgamma = s sum(dy (x - running_mean))
-        dgamma = (dy_c - cache.batch_mean * dbeta) * inv_std
+        dgamma = _channel_sums(dy_flat, c_flat - cache.batch_mean.reshape(1, C, 1)) * inv_std  # (C,) -> (1, C, 1)
         return (dy_flat * (gamma * inv_std).reshape(1, C, 1)).reshape(dy.shape), dgamma, dbeta  # (C,) -> (1, C, 1)
+    dy_c = _channel_sums(dy_flat, c_flat)  # sum(dy * centered)
     dgamma = dy_c * inv_std
     k1 = gamma * inv_std
     dx = _affine(dy_flat, k1, -k1 * dbeta / M)
