@@ -54,6 +54,7 @@ class Sequential(Network):
         self.optimizer: Optimizer | None = None
         self.loss_name: str | None = None
         self.metric_names: list[str] = []
+        self._metrics: list[Any] = []  # the metric_names resolved by compile
         self.epoch = 0  # index of the last completed epoch + 1 (saved in checkpoints)
         self.stop_training = False
         self.comm: Communicator | None = None  # set by compile(distributed=...)
@@ -71,8 +72,7 @@ class Sequential(Network):
         settings (checked here), and gets rank 0's weights and optimizer state; see docs/distributed.md.
         """
         metric_names = list(metrics or [])
-        for name in metric_names:
-            get_metric(name)
+        resolved = [get_metric(name) for name in metric_names]
         loss_name, loss_fn = get_loss(loss)
         optimizer = get_optimizer(optimizer)  # resolve everything before changing the model
         if distributed is not None and not isinstance(distributed, Communicator):
@@ -82,7 +82,7 @@ class Sequential(Network):
         trainable = [p for p in self.parameters() if p.trainable]
         keep = optimizer is self.optimizer and [id(p) for p in optimizer.params] == [id(p) for p in trainable]
         self.optimizer = optimizer if keep else optimizer.bind(self.parameters())
-        self.metric_names = metric_names
+        self.metric_names, self._metrics = metric_names, resolved
         self.comm = None
         if distributed is not None:
             self._join(distributed)
@@ -163,22 +163,21 @@ class Sequential(Network):
     def _batch_stats(self, out: Array, target: Array, loss: Array) -> Array:
         """[loss * n, each metric's counts...] as one 1-d device array (summed without a host sync)."""
         xp = self.device.xp
-        parts = [(loss * out.shape[0]).reshape(1)] + [get_metric(m).batch(out, target) for m in self.metric_names]
-        return xp.concatenate([p.astype(xp.float64) for p in parts])
+        parts = [(loss * out.shape[0]).reshape(1)] + [metric.batch(out, target) for metric in self._metrics]
+        return xp.concatenate(parts, dtype=xp.float64)
 
     def _stats_size(self, sample_shape: tuple[int, ...]) -> int:
         """The length of :meth:`_batch_stats` for samples of ``sample_shape``; remembers K, the outputs per sample."""
         out_shape = self.output_shape(tuple(sample_shape))  # (K, ...) per sample
         self._classes = out_shape[0] if out_shape else 1
         check_outputs(self.metric_names, self._classes)
-        return 1 + sum(get_metric(m).size(self._classes) for m in self.metric_names)
+        return 1 + sum(metric.size(self._classes) for metric in self._metrics)
 
     def _metric_logs(self, totals: numpy.ndarray, n: int, prefix: str = "") -> dict[str, float]:
         """{"loss": ..., metric: ...} from stats summed over ``n`` samples."""
         logs, start = {f"{prefix}loss": float(totals[0] / n)}, 1
         k = self._classes
-        for name in self.metric_names:
-            metric = get_metric(name)
+        for name, metric in zip(self.metric_names, self._metrics):
             logs[f"{prefix}{name}"] = metric.result(totals[start:start + metric.size(k)], n)
             start += metric.size(k)
         return logs

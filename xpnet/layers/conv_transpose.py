@@ -9,7 +9,6 @@ from typing import Any
 import numpy
 
 from ..backend import Array
-from ..errors import ShapeError
 from ..initializers import fans, get_initializer
 from ..ops._args import IntPair, as_pair
 from ..ops.conv import DEFAULT_WORKSPACE_BYTES
@@ -20,7 +19,7 @@ from ..ops.conv_transpose import (
     conv_transpose2d_forward,
     transposed_hw,
 )
-from .base import Layer, Shape, float_dtype, new_parameter, positive_int
+from .base import Layer, float_dtype, new_parameter, positive_int
 from .conv import Conv2d
 
 
@@ -88,6 +87,8 @@ class ConvTranspose2d(Layer):
 
     # the same parameters as Conv2d's (weight, then bias if any), drawn the same way
     sample_shape = Conv2d.sample_shape
+    output_shape = Conv2d.output_shape  # with this class's _out_hw
+    _channel_error = Conv2d._channel_error
     own_variables = Conv2d.own_variables
     reset_parameters = Conv2d.reset_parameters
 
@@ -95,12 +96,6 @@ class ConvTranspose2d(Layer):
         return transposed_hw(hw, self.kernel_size, self.stride, self.padding, self.output_padding,
                              self.dilation, who=self.name)
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        self._check_rank(input_shape, 3, "C, H, W")
-        if input_shape[0] != self.in_channels:
-            raise ShapeError(f"{self.name} expects {self.in_channels} input channels (weight shape "
-                             f"{self.weight.shape}), got per-sample shape {tuple(input_shape)}")
-        return (self.out_channels, *self._out_hw(tuple(input_shape[1:])))
 
     def forward(self, x: Array, train: bool = False) -> Array:
         check_conv_transpose_input(x, self.weight.shape, self.groups, who=self.name)

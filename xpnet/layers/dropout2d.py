@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backend import Array
-from ..ops.dropout2d import dropout2d_backward, dropout2d_forward
+from ..ops.dropout2d import dropout2d_forward
 from .base import Shape
 from .dropout import Dropout
 
@@ -30,8 +30,4 @@ class Dropout2d(Dropout):
         y, scaled_mask = dropout2d_forward(x, self.p, mask=mask, rng=self.rng, train=train, who=self.name)
         self._cache = (scaled_mask,)  # None inside means identity (evaluation)
         return y
-
-    def backward(self, dy: Array) -> Array:
-        (scaled_mask,) = self._cached()
-        return dropout2d_backward(dy, scaled_mask)
 

@@ -12,10 +12,10 @@ from .base import Layer, Shape
 
 
 class _Pool2d(Layer):
+    """Shared geometry and checks of the windowed pooling layers."""
+
     def sample_shape(self) -> tuple[int | None, ...]:
         return (None, None, None)
-
-    """Shared geometry and checks of the windowed pooling layers."""
 
     _forward = staticmethod(P.max_pool2d_forward)
     _backward = staticmethod(P.max_pool2d_backward)
@@ -85,10 +85,10 @@ class AvgPool2d(_Pool2d):
 
 
 class GlobalAvgPool2d(Layer):
+    """Mean over H and W: (N, C, H, W) -> (N, C), or (N, C, 1, 1) with ``keepdims``."""
+
     def sample_shape(self) -> tuple[int | None, ...]:
         return (None, None, None)
-
-    """Mean over H and W: (N, C, H, W) -> (N, C), or (N, C, 1, 1) with ``keepdims``."""
 
     def __init__(self, keepdims: bool = False, name: str | None = None) -> None:
         super().__init__(name)

@@ -41,8 +41,8 @@ from typing import NamedTuple
 from ..backend import Array, get_xp
 from ..errors import DTypeError, ShapeError
 from ._args import IntPair, Pads, as_pair, check_float
-from .conv import DEFAULT_WORKSPACE_BYTES, _to_groups
-from .im2col import col2im, im2col
+from .conv import DEFAULT_WORKSPACE_BYTES, _grouped_cols, _to_groups, _weight_grad
+from .im2col import col2im
 
 
 class ConvTransposeCache(NamedTuple):
@@ -222,10 +222,9 @@ def conv_transpose2d_backward(dy: Array, cache: ConvTransposeCache, need_input_g
     dx = xp.empty(x.shape, dtype=x.dtype) if need_input_grad else None
     for start in range(0, N, cache.chunk):
         stop = min(start + cache.chunk, N)
-        dcols = im2col(dy_in[start:stop], kernel, cache.stride, pads, cache.dilation, batch_last=True)
-        dcols = dcols.reshape(G, w_g.shape[2], -1)  # (C_out, KH, KW, n, H, W) -> (G, Og*KH*KW, n*H*W)
-        # (G, Cg, n*H*W) @ (G, n*H*W, Og*KH*KW) -> (G, Cg, Og*KH*KW)
-        dweight += xp.matmul(_to_groups(x[start:stop], G), dcols.swapaxes(1, 2))
+        geometry = (cache.stride, pads, cache.dilation, G)
+        dcols = _grouped_cols(dy_in[start:stop], geometry, kernel)  # (G, Og*KH*KW, n*H*W)
+        dweight += _weight_grad(_to_groups(x[start:stop], G), dcols)  # (G, Cg, Og*KH*KW)
         if need_input_grad:
             dx_g = xp.matmul(w_g, dcols).reshape(C_in, stop - start, H, W)  # (G, Cg, n*H*W) -> (C_in, n, H, W)
             dx[start:stop] = dx_g.transpose(1, 0, 2, 3)  # (C_in, n, H, W) -> (n, C_in, H, W)
