@@ -55,6 +55,7 @@ class Sequential(Network):
         self.loss_name: str | None = None
         self.metric_names: list[str] = []
         self._metrics: list[Any] = []  # the metric_names resolved by compile
+        self._classes = 1  # outputs per sample of the data last checked by _prepare
         self.epoch = 0  # index of the last completed epoch + 1 (saved in checkpoints)
         self.stop_training = False
         self.comm: Communicator | None = None  # set by compile(distributed=...)
@@ -147,7 +148,8 @@ class Sequential(Network):
     # --- input checks (all on the host, before anything touches the device) ----------
     def _prepare(self, x: Any, y: Any, what: str, finite: bool = True) -> tuple[numpy.ndarray, numpy.ndarray]:
         x, out_shape = check_x(self, x, what, finite)
-        check_outputs(self.metric_names, out_shape[0] if out_shape else 1)
+        self._classes = out_shape[0] if out_shape else 1  # K, the outputs per sample
+        check_outputs(self.metric_names, self._classes)
         return x, check_y(self.loss_name, y, len(x), out_shape, self.dtype, what)
 
     # --- batches ------------------------------------------------------------------
@@ -166,11 +168,8 @@ class Sequential(Network):
         parts = [(loss * out.shape[0]).reshape(1)] + [metric.batch(out, target) for metric in self._metrics]
         return xp.concatenate(parts, dtype=xp.float64)
 
-    def _stats_size(self, sample_shape: tuple[int, ...]) -> int:
-        """The length of :meth:`_batch_stats` for samples of ``sample_shape``; remembers K, the outputs per sample."""
-        out_shape = self.output_shape(tuple(sample_shape))  # (K, ...) per sample
-        self._classes = out_shape[0] if out_shape else 1
-        check_outputs(self.metric_names, self._classes)
+    def _stats_size(self) -> int:
+        """The length of :meth:`_batch_stats` for the K outputs per sample that :meth:`_prepare` found."""
         return 1 + sum(metric.size(self._classes) for metric in self._metrics)
 
     def _metric_logs(self, totals: numpy.ndarray, n: int, prefix: str = "") -> dict[str, float]:
@@ -296,7 +295,7 @@ class Sequential(Network):
                      augment: Callable | None = None) -> dict[str, float]:
         self.train()
         order = self.rng.permutation(len(x)) if shuffle else numpy.arange(len(x))
-        totals = numpy.zeros(self._stats_size(x.shape[1:]))
+        totals = numpy.zeros(self._stats_size())
         seen, pending, started = 0, [], time.perf_counter()
         n_batches = math.ceil(len(x) / batch_size)
         for b in range(n_batches):
@@ -332,7 +331,7 @@ class Sequential(Network):
             self.backward(dout)
             stats = self._batch_stats(out, yb, loss)
         else:  # a last batch smaller than the number of ranks leaves some ranks without samples
-            stats = self.device.xp.zeros(self._stats_size(x.shape[1:]))
+            stats = self.device.xp.zeros(self._stats_size())
         if self.comm is not None:
             stats = self._reducer.reduce(stats, len(x_host), len(index))
         self.optimizer.step()
@@ -382,7 +381,7 @@ class Sequential(Network):
             loss, _ = self._loss_fn(out, yb)
             stats.append(self._batch_stats(out, yb, loss))
         self.clear_cache()
-        totals = numpy.zeros(self._stats_size(x.shape[1:]))
+        totals = numpy.zeros(self._stats_size())
         if stats:
             totals += to_numpy(self.device.xp.stack(stats)).sum(axis=0)  # (batches, stats) -> (stats,)
         if self.comm is not None:
