@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -32,6 +33,7 @@ from .backend import Array, current_stream_ptr, get_xp, gpu_count, nccl_module, 
 __all__ = ["Communicator", "NCCLCommunicator", "RanksDisagree", "init", "BACKENDS", "MPI_HINT"]
 
 BACKENDS = ("auto", "mpi", "nccl")
+ABORT_GRACE_S = 0.5  # seconds the launcher gets to forward the last output before MPI_Abort
 MPI_HINT = 'pip install "xpnet[mpi]" (mpi4py with the mpich wheel, which brings mpiexec)'
 
 
@@ -100,10 +102,17 @@ class Communicator:
     def barrier(self) -> None:
         self.world.Barrier()
 
-    def abort(self, message: str, code: int = 1) -> None:
-        """Print ``message`` naming this rank and end every rank (MPI_Abort): no rank is left waiting."""
+    def abort(self, message: str, code: int = 1, detail: Callable[[], None] | None = None) -> None:
+        """Print ``message`` naming this rank (then ``detail()``, e.g. a traceback) and end every rank
+        (MPI_Abort): no rank is left waiting.  The launcher forwards output asynchronously and
+        MPI_Abort ends it at once, so the streams are flushed and given ABORT_GRACE_S to get out."""
         print(f"xpnet.distributed: rank {self.rank} of {self.size}: {message}; stopping all {self.size} ranks",
               file=sys.stderr, flush=True)
+        if detail is not None:
+            detail()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        time.sleep(ABORT_GRACE_S)
         self.world.Abort(code)
 
     # --- agreement and batches ----------------------------------------------------
@@ -203,8 +212,7 @@ def _abort_on_uncaught(comm: Communicator) -> None:
     previous: Callable = sys.excepthook
 
     def hook(kind: type, value: BaseException, traceback: Any) -> None:
-        previous(kind, value, traceback)
-        comm.abort(f"{kind.__name__}: {value}")
+        comm.abort(f"{kind.__name__}: {value}", detail=lambda: previous(kind, value, traceback))
 
     sys.excepthook = hook
 
